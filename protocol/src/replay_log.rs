@@ -180,6 +180,13 @@ impl ReplayLog {
         Ok(seq)
     }
 
+    /// Records that the session missed messages it can never get back (for
+    /// example its channel's history no longer covers a catch-up): from now
+    /// on a resume fails explicitly, exactly as after an overflow.
+    pub fn mark_lost(&mut self) {
+        self.overflow();
+    }
+
     fn overflow(&mut self) {
         self.overflowed = true;
         self.entries = VecDeque::new();

@@ -1,1 +1,16 @@
-//! placeholder
+//! End-to-end test support: start real gateway processes on port 0 and talk
+//! to them over real sockets.
+//!
+//! Tests get the gateway binary with [`gateway_bin!`] (cargo builds the
+//! `ferry-gateway` binary of this package before the tests run).
+
+pub mod harness;
+pub mod raw;
+
+/// The path of the gateway binary built for these tests.
+#[macro_export]
+macro_rules! gateway_bin {
+    () => {
+        env!("CARGO_BIN_EXE_ferry-gateway")
+    };
+}

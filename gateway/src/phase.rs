@@ -1,0 +1,57 @@
+//! The server lifecycle as an explicit phase. Signals map to phase changes
+//! (SIGTERM/SIGINT → Draining); every worker watches the phase.
+
+/// Where the server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Binding listeners and starting workers.
+    Starting,
+    /// Accepting and serving.
+    Running,
+    /// Not accepting; clients are told GOAWAY and leave.
+    Draining,
+    /// Every worker has finished.
+    Stopped,
+}
+
+impl Phase {
+    /// Whether the gateway takes new connections in this phase.
+    pub fn is_accepting(self) -> bool {
+        self == Phase::Running
+    }
+
+    /// Whether moving to `next` is allowed.
+    pub fn can_move_to(self, next: Phase) -> bool {
+        use Phase::*;
+        matches!(
+            (self, next),
+            (Starting, Running) | (Starting, Stopped) | (Running, Draining) | (Draining, Stopped)
+        )
+    }
+
+    /// A stable name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_forward_transitions_are_allowed() {
+        assert!(Phase::Starting.can_move_to(Phase::Running));
+        assert!(Phase::Running.can_move_to(Phase::Draining));
+        assert!(Phase::Draining.can_move_to(Phase::Stopped));
+        assert!(!Phase::Draining.can_move_to(Phase::Running));
+        assert!(!Phase::Stopped.can_move_to(Phase::Running));
+        assert!(Phase::Running.is_accepting());
+        assert!(!Phase::Draining.is_accepting());
+    }
+}

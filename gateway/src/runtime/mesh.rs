@@ -1,0 +1,178 @@
+//! The bounded queues between workers.
+//!
+//! Each worker has three inboxes, each drained by its own task:
+//!
+//! - `sequencer`: publishes and (un)subscriptions for the channels it owns;
+//! - `delivery`: sequenced messages for its local subscribers;
+//! - `control`: session takeover, drain and reload.
+//!
+//! The delivery task never waits on another queue, so the only waits are
+//! connection → sequencer → delivery: no cycle, no deadlock, and a full
+//! queue pushes back on the publishing connection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferry_protocol::{ChannelName, ResumeSecret, SessionId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::fanout::sequencer::Subscription;
+use crate::session::registry::SessionRef;
+use crate::session::state::SessionSnapshot;
+use crate::settings::Settings;
+
+/// Capacity of each inbox, in messages.
+pub const INBOX_CAPACITY: usize = 8192;
+
+/// To a channel's sequencer.
+#[derive(Debug)]
+pub enum SequencerMsg {
+    /// Sequence and fan out a message.
+    Publish {
+        /// The channel.
+        channel: ChannelName,
+        /// The payload, shared by every subscriber.
+        payload: Bytes,
+        /// When the gateway received it (publish-to-delivery latency).
+        received_at: Instant,
+        /// Answer with the offset assigned (the ops publish API).
+        reply: Option<oneshot::Sender<u64>>,
+    },
+    /// A session on `worker` starts listening.
+    Subscribe {
+        /// The channel.
+        channel: ChannelName,
+        /// The session's worker.
+        worker: usize,
+        /// The session.
+        session: SessionRef,
+        /// The client's request, answered once the subscription holds.
+        request_id: Option<u64>,
+        /// Catch up from this offset (a session that moved).
+        from_offset: Option<u64>,
+    },
+    /// A session on `worker` stops listening.
+    Unsubscribe {
+        /// The channel.
+        channel: ChannelName,
+        /// The session's worker.
+        worker: usize,
+    },
+}
+
+/// To a worker with subscribers.
+#[derive(Debug)]
+pub enum DeliveryMsg {
+    /// A sequenced message.
+    Deliver {
+        /// The channel.
+        channel: ChannelName,
+        /// Its offset.
+        offset: u64,
+        /// The payload.
+        payload: Bytes,
+        /// When the gateway received it.
+        received_at: Instant,
+    },
+    /// A subscription now holds: from here on the queue carries every
+    /// message after `sub.current_offset`.
+    Subscribed {
+        /// The channel.
+        channel: ChannelName,
+        /// The session.
+        session: SessionRef,
+        /// The client's request, if any.
+        request_id: Option<u64>,
+        /// Offset and catch-up.
+        sub: Subscription,
+    },
+}
+
+/// To a worker, from the server or another worker.
+#[derive(Debug)]
+pub enum ControlMsg {
+    /// Hand over session `id` if it is here and `secret` matches.
+    TakeSession {
+        /// The session.
+        id: SessionId,
+        /// The secret the client presented.
+        secret: ResumeSecret,
+        /// The snapshot, or `None`.
+        reply: oneshot::Sender<Option<Box<SessionSnapshot>>>,
+    },
+    /// New settings for every worker.
+    Reload(Arc<Settings>),
+}
+
+/// The senders of one worker's inboxes.
+#[derive(Debug, Clone)]
+pub struct WorkerLinks {
+    /// Sequencer inbox.
+    pub sequencer: mpsc::Sender<SequencerMsg>,
+    /// Delivery inbox.
+    pub delivery: mpsc::Sender<DeliveryMsg>,
+    /// Control inbox.
+    pub control: mpsc::Sender<ControlMsg>,
+}
+
+/// The receivers of one worker's inboxes.
+#[derive(Debug)]
+pub struct WorkerInbox {
+    /// Sequencer inbox.
+    pub sequencer: mpsc::Receiver<SequencerMsg>,
+    /// Delivery inbox.
+    pub delivery: mpsc::Receiver<DeliveryMsg>,
+    /// Control inbox.
+    pub control: mpsc::Receiver<ControlMsg>,
+}
+
+/// Every worker's links.
+#[derive(Debug)]
+pub struct Mesh {
+    workers: Vec<WorkerLinks>,
+}
+
+impl Mesh {
+    /// Queues for `n` workers.
+    pub fn new(n: usize) -> (Arc<Mesh>, Vec<WorkerInbox>) {
+        let mut workers = Vec::with_capacity(n);
+        let mut inboxes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (seq_tx, seq_rx) = mpsc::channel(INBOX_CAPACITY);
+            let (del_tx, del_rx) = mpsc::channel(INBOX_CAPACITY);
+            let (ctl_tx, ctl_rx) = mpsc::channel(INBOX_CAPACITY);
+            workers.push(WorkerLinks {
+                sequencer: seq_tx,
+                delivery: del_tx,
+                control: ctl_tx,
+            });
+            inboxes.push(WorkerInbox {
+                sequencer: seq_rx,
+                delivery: del_rx,
+                control: ctl_rx,
+            });
+        }
+        (Arc::new(Mesh { workers }), inboxes)
+    }
+
+    /// Links of worker `i`.
+    pub fn worker(&self, i: usize) -> &WorkerLinks {
+        &self.workers[i % self.workers.len()]
+    }
+
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Whether there are no workers.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// All workers' links.
+    pub fn all(&self) -> &[WorkerLinks] {
+        &self.workers
+    }
+}

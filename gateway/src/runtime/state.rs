@@ -1,0 +1,283 @@
+//! The state one worker owns, and the operations that touch several parts
+//! of it at once (sessions, local subscriber lists, the sequencer).
+//!
+//! Plain data, no I/O: the async tasks in [`super::worker`] borrow it for
+//! the length of one operation and never across an `.await`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_protocol::{ChannelName, Frame};
+
+use crate::fanout::local::LocalChannels;
+use crate::fanout::sequencer::{HistoryLimits, Sequencer, Subscription};
+use crate::session::registry::{SessionRef, SessionRegistry};
+use crate::session::state::{Delivered, Session};
+
+/// Counts from one delivery, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Messages appended to replay logs.
+    pub queued: u64,
+    /// Sessions cut as slow consumers.
+    pub slow_consumers: u64,
+    /// Sessions whose log overflowed.
+    pub overflows: u64,
+}
+
+/// One worker's sessions, subscribers and sequencer.
+#[derive(Debug)]
+pub struct WorkerState {
+    /// Sessions on this worker.
+    pub sessions: SessionRegistry,
+    /// Local subscribers per channel.
+    pub channels: LocalChannels,
+    /// The channels this worker sequences.
+    pub sequencer: Sequencer,
+}
+
+impl WorkerState {
+    /// Empty state for a gateway of `workers` workers.
+    pub fn new(workers: usize, history: HistoryLimits) -> Self {
+        Self {
+            sessions: SessionRegistry::default(),
+            channels: LocalChannels::default(),
+            sequencer: Sequencer::new(workers, history),
+        }
+    }
+
+    /// Appends a sequenced message to every local subscriber of `channel`.
+    pub fn deliver(
+        &mut self,
+        channel: &ChannelName,
+        offset: u64,
+        payload: &Bytes,
+        outbound_bound: usize,
+    ) -> DeliveryCounts {
+        let mut counts = DeliveryCounts::default();
+        let Some(subs) = self.channels.subscribers(channel) else {
+            return counts;
+        };
+        for (_, &sref) in subs.iter() {
+            let Some(session) = self.sessions.get_mut(sref) else {
+                continue;
+            };
+            match session.deliver(channel, offset, payload, outbound_bound) {
+                Delivered::Queued => counts.queued += 1,
+                Delivered::SlowConsumer => {
+                    counts.queued += 1;
+                    counts.slow_consumers += 1;
+                }
+                Delivered::Overflowed => counts.overflows += 1,
+                Delivered::AlreadyHad | Delivered::NotSubscribed => {}
+            }
+        }
+        counts
+    }
+
+    /// A sequencer confirmed a subscription: attach the session to the
+    /// channel, catch it up, and answer its request.
+    pub fn subscribed(
+        &mut self,
+        channel: &ChannelName,
+        sref: SessionRef,
+        request_id: Option<u64>,
+        sub: Subscription,
+        outbound_bound: usize,
+    ) {
+        let Some(session) = self.sessions.get_mut(sref) else {
+            // The session left; its removal already sent the matching
+            // unsubscribe, so the sequencer's count stays balanced.
+            return;
+        };
+        let Some(subscription) = session.subscription_mut(channel) else {
+            return;
+        };
+        if subscription.local_slot.is_none() {
+            if !sub.catching_up {
+                subscription.last_offset = sub.current_offset;
+            }
+            let slot = self.channels.attach(channel, sref);
+            subscription.local_slot = Some(slot);
+            if sub.gap {
+                session.lose_continuity();
+            }
+            for (offset, payload) in &sub.catch_up {
+                session.deliver(channel, *offset, payload, outbound_bound);
+            }
+        }
+        if let Some(request_id) = request_id {
+            session.push_control(Frame::Subscribed {
+                request_id,
+                channel_offset: sub.current_offset,
+            });
+        }
+    }
+
+    /// Removes a session from the worker; returns it and the channels whose
+    /// sequencers must be told it left.
+    pub fn remove_session(&mut self, sref: SessionRef) -> Option<(Session, Vec<ChannelName>)> {
+        let mut session = self.sessions.remove(sref)?;
+        session.wake();
+        let channels = session
+            .subscriptions()
+            .iter()
+            .map(|s| {
+                if let Some(slot) = s.local_slot {
+                    self.channels.detach(&s.channel, slot);
+                }
+                s.channel.clone()
+            })
+            .collect();
+        Some((session, channels))
+    }
+
+    /// Removes a session's subscription to `channel`; returns whether it
+    /// had one.
+    pub fn unsubscribe(&mut self, sref: SessionRef, channel: &ChannelName) -> bool {
+        let Some(session) = self.sessions.get_mut(sref) else {
+            return false;
+        };
+        let Some(sub) = session.remove_subscription(channel) else {
+            return false;
+        };
+        if let Some(slot) = sub.local_slot {
+            self.channels.detach(channel, slot);
+        }
+        true
+    }
+
+    /// Removes detached sessions older than `window`; returns the channels
+    /// to unsubscribe at their sequencers.
+    pub fn expire(&mut self, now: Instant, window: Duration) -> (usize, Vec<ChannelName>) {
+        let expired: Vec<SessionRef> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.is_expired(now, window))
+            .map(|(r, _)| r)
+            .collect();
+        let mut channels = Vec::new();
+        for sref in &expired {
+            if let Some((_, mut left)) = self.remove_session(*sref) {
+                channels.append(&mut left);
+            }
+        }
+        (expired.len(), channels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_protocol::replay_log::ReplayLimits;
+    use ferry_protocol::{ResumeSecret, SessionId};
+
+    fn state() -> WorkerState {
+        WorkerState::new(
+            1,
+            HistoryLimits {
+                messages: 16,
+                bytes: 1 << 20,
+            },
+        )
+    }
+
+    fn add_session(st: &mut WorkerState, n: u8) -> SessionRef {
+        st.sessions.insert(Session::new(
+            SessionId([n; 16]),
+            ResumeSecret([n; 32]),
+            None,
+            ReplayLimits::default(),
+            u64::from(n),
+        ))
+    }
+
+    fn sub_now(st: &mut WorkerState, sref: SessionRef, channel: &ChannelName) {
+        st.sessions
+            .get_mut(sref)
+            .unwrap()
+            .add_subscription(channel.clone(), 0);
+        let sub = st.sequencer.subscribe(channel, 0, None);
+        st.subscribed(channel, sref, Some(1), sub, 1 << 20);
+    }
+
+    #[test]
+    fn every_subscriber_gets_the_same_offsets_in_order() {
+        let mut st = state();
+        let c = ChannelName::parse("room").unwrap();
+        let a = add_session(&mut st, 1);
+        let b = add_session(&mut st, 2);
+        sub_now(&mut st, a, &c);
+        sub_now(&mut st, b, &c);
+        for i in 0..5u8 {
+            let p = Bytes::from(vec![i]);
+            let s = st.sequencer.publish(&c, &p);
+            let counts = st.deliver(&c, s.offset, &p, 1 << 20);
+            assert_eq!(counts.queued, 2);
+        }
+        for r in [a, b] {
+            let offsets: Vec<u64> = st
+                .sessions
+                .get(r)
+                .unwrap()
+                .log()
+                .unsent()
+                .map(|e| e.channel_offset)
+                .collect();
+            assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
+        }
+    }
+
+    #[test]
+    fn removed_session_stops_receiving_and_reports_its_channels() {
+        let mut st = state();
+        let c = ChannelName::parse("room").unwrap();
+        let a = add_session(&mut st, 1);
+        sub_now(&mut st, a, &c);
+        let (_, channels) = st.remove_session(a).unwrap();
+        assert_eq!(channels, vec![c.clone()]);
+        assert_eq!(st.deliver(&c, 1, &Bytes::new(), 1 << 20).queued, 0);
+        assert!(st.channels.is_empty());
+    }
+
+    #[test]
+    fn moved_session_catches_up_without_duplicates() {
+        let mut st = state();
+        let c = ChannelName::parse("room").unwrap();
+        let a = add_session(&mut st, 1);
+        // The session saw offsets up to 2 elsewhere.
+        st.sessions
+            .get_mut(a)
+            .unwrap()
+            .add_subscription(c.clone(), 2);
+        let sub = Subscription {
+            current_offset: 4,
+            catch_up: vec![(2, Bytes::new()), (3, Bytes::new()), (4, Bytes::new())],
+            gap: false,
+            catching_up: true,
+        };
+        st.subscribed(&c, a, None, sub, 1 << 20);
+        let offsets: Vec<u64> = st
+            .sessions
+            .get(a)
+            .unwrap()
+            .log()
+            .unsent()
+            .map(|e| e.channel_offset)
+            .collect();
+        assert_eq!(offsets, vec![3, 4]);
+    }
+
+    #[test]
+    fn expiry_removes_only_old_detached_sessions() {
+        let mut st = state();
+        let a = add_session(&mut st, 1);
+        let b = add_session(&mut st, 2);
+        let t0 = Instant::now();
+        st.sessions.get_mut(a).unwrap().detach(t0);
+        let (n, _) = st.expire(t0 + Duration::from_secs(5), Duration::from_secs(5));
+        assert_eq!(n, 1);
+        assert!(st.sessions.get(a).is_none());
+        assert!(st.sessions.get(b).is_some());
+    }
+}

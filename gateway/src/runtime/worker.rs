@@ -1,0 +1,345 @@
+//! One worker: a pinned OS thread running a current-thread tokio runtime.
+//!
+//! The worker owns its listeners, its sessions and the channels it
+//! sequences. Its tasks: one per connection, plus the sequencer, delivery
+//! and control inbox tasks and a periodic sweeper.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ferry_protocol::{ChannelName, ErrorCode, Frame};
+use tokio::sync::watch;
+use tokio::task::LocalSet;
+
+use super::mesh::{ControlMsg, DeliveryMsg, Mesh, SequencerMsg, WorkerInbox};
+use super::state::WorkerState;
+use crate::fanout::router::owner_of;
+use crate::fanout::sequencer::HistoryLimits;
+use crate::metrics::WorkerCounters;
+use crate::phase::Phase;
+use crate::settings::Settings;
+use crate::transport::listener::WorkerListeners;
+
+/// State shared by every worker (touched on connect and disconnect only,
+/// never per message).
+#[derive(Debug)]
+pub struct Shared {
+    /// Open connections, all workers together (for `max_connections`).
+    pub connections: AtomicUsize,
+    /// The server phase.
+    pub phase: watch::Receiver<Phase>,
+}
+
+/// A worker's handle to itself, shared by its tasks (`Rc`: never leaves
+/// the thread).
+#[derive(Debug)]
+pub struct Worker {
+    /// Index of this worker, 0-based.
+    pub index: usize,
+    /// Queues to every worker.
+    pub mesh: Arc<Mesh>,
+    /// Cross-worker shared state.
+    pub shared: Arc<Shared>,
+    settings: RefCell<Arc<Settings>>,
+    /// Sessions, subscribers, sequencer.
+    pub state: RefCell<WorkerState>,
+    /// Local counters, flushed to `metrics` periodically.
+    pub counters: RefCell<WorkerCounters>,
+    next_conn: Cell<u64>,
+    live_connections: Cell<usize>,
+}
+
+impl Worker {
+    /// The current settings snapshot.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.borrow().clone()
+    }
+
+    /// A new worker-local connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.next_conn.get() + 1;
+        self.next_conn.set(id);
+        id
+    }
+
+    /// Counts a connection in; `false` when the gateway is full.
+    pub fn admit_connection(&self) -> bool {
+        let max = self.settings.borrow().max_connections;
+        let before = self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        self.live_connections.set(self.live_connections.get() + 1);
+        before < max
+    }
+
+    /// Counts a connection out.
+    pub fn release_connection(&self) {
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        self.live_connections
+            .set(self.live_connections.get().saturating_sub(1));
+    }
+
+    /// Connections open on this worker.
+    pub fn live_connections(&self) -> usize {
+        self.live_connections.get()
+    }
+
+    /// Tells the sequencers that a session left `channels`.
+    pub async fn unsubscribe_all(&self, channels: Vec<ChannelName>) {
+        let workers = self.mesh.len();
+        for channel in channels {
+            let owner = owner_of(&channel, workers);
+            let msg = SequencerMsg::Unsubscribe {
+                channel,
+                worker: self.index,
+            };
+            // A closed inbox means the worker is gone and so is the count.
+            let _ = self.mesh.worker(owner).sequencer.send(msg).await;
+        }
+    }
+}
+
+/// What a worker thread needs to start.
+#[derive(Debug)]
+pub struct WorkerSetup {
+    /// Index of the worker.
+    pub index: usize,
+    /// Core to pin to, if pinning is possible.
+    pub core: Option<core_affinity::CoreId>,
+    /// Its listening sockets.
+    pub listeners: WorkerListeners,
+    /// Its inboxes.
+    pub inbox: WorkerInbox,
+    /// All workers' queues.
+    pub mesh: Arc<Mesh>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Initial settings.
+    pub settings: Arc<Settings>,
+}
+
+/// Runs a worker on the current thread until the server stops.
+pub fn run(setup: WorkerSetup) -> std::io::Result<()> {
+    if let Some(core) = setup.core
+        && !core_affinity::set_for_current(core)
+    {
+        tracing::warn!(worker = setup.index, "could not pin worker to its core");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = LocalSet::new();
+    local.block_on(&runtime, worker_main(setup));
+    Ok(())
+}
+
+async fn worker_main(setup: WorkerSetup) {
+    let settings = setup.settings;
+    let history = HistoryLimits {
+        messages: settings.history_messages,
+        bytes: settings.history_bytes,
+    };
+    let worker = Rc::new(Worker {
+        index: setup.index,
+        state: RefCell::new(WorkerState::new(setup.mesh.len(), history)),
+        mesh: setup.mesh,
+        shared: setup.shared,
+        settings: RefCell::new(settings),
+        counters: RefCell::new(WorkerCounters::new(setup.index)),
+        next_conn: Cell::new(0),
+        live_connections: Cell::new(0),
+    });
+    let WorkerInbox {
+        sequencer,
+        delivery,
+        control,
+    } = setup.inbox;
+    tokio::task::spawn_local(run_sequencer(worker.clone(), sequencer));
+    tokio::task::spawn_local(run_delivery(worker.clone(), delivery));
+    tokio::task::spawn_local(run_control(worker.clone(), control));
+    tokio::task::spawn_local(run_sweeper(worker.clone()));
+    setup.listeners.spawn_accept_loops(&worker);
+
+    let mut phase = worker.shared.phase.clone();
+    let _ = phase
+        .wait_for(|p| *p == Phase::Draining || *p == Phase::Stopped)
+        .await;
+    drain(&worker).await;
+    worker.counters.borrow_mut().flush(&worker);
+}
+
+/// Tells every client of this worker to go, then waits (bounded) for the
+/// connections to close.
+async fn drain(worker: &Rc<Worker>) {
+    let settings = worker.settings();
+    {
+        let mut state = worker.state.borrow_mut();
+        for (_, session) in state.sessions.iter_mut() {
+            if matches!(
+                session.attachment(),
+                crate::session::state::Attachment::Attached { .. }
+            ) {
+                session.push_control(Frame::GoAway {
+                    code: ErrorCode::ShuttingDown.as_u16(),
+                    reconnect_after_ms: 1000,
+                    message: "gateway shutting down".into(),
+                });
+                session.kill(ErrorCode::ShuttingDown);
+            }
+        }
+    }
+    let deadline = Instant::now() + settings.drain_timeout;
+    while worker.live_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn run_sequencer(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<SequencerMsg>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for msg in batch.drain(..) {
+            handle_sequencer_msg(&worker, msg).await;
+        }
+    }
+}
+
+async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg) {
+    match msg {
+        SequencerMsg::Publish {
+            channel,
+            payload,
+            received_at,
+            reply,
+        } => {
+            let sequenced = worker
+                .state
+                .borrow_mut()
+                .sequencer
+                .publish(&channel, &payload);
+            if let Some(reply) = reply {
+                let _ = reply.send(sequenced.offset);
+            }
+            for target in sequenced.targets {
+                let msg = DeliveryMsg::Deliver {
+                    channel: channel.clone(),
+                    offset: sequenced.offset,
+                    payload: payload.clone(),
+                    received_at,
+                };
+                let _ = worker.mesh.worker(target).delivery.send(msg).await;
+            }
+        }
+        SequencerMsg::Subscribe {
+            channel,
+            worker: target,
+            session,
+            request_id,
+            from_offset,
+        } => {
+            let sub = worker
+                .state
+                .borrow_mut()
+                .sequencer
+                .subscribe(&channel, target, from_offset);
+            let msg = DeliveryMsg::Subscribed {
+                channel,
+                session,
+                request_id,
+                sub,
+            };
+            let _ = worker.mesh.worker(target).delivery.send(msg).await;
+        }
+        SequencerMsg::Unsubscribe {
+            channel,
+            worker: target,
+        } => {
+            worker
+                .state
+                .borrow_mut()
+                .sequencer
+                .unsubscribe(&channel, target, Instant::now());
+        }
+    }
+}
+
+async fn run_delivery(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<DeliveryMsg>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let bound = worker.settings.borrow().outbound_queue_bytes;
+        let mut state = worker.state.borrow_mut();
+        let mut counters = worker.counters.borrow_mut();
+        for msg in batch.drain(..) {
+            match msg {
+                DeliveryMsg::Deliver {
+                    channel,
+                    offset,
+                    payload,
+                    received_at,
+                } => {
+                    let counts = state.deliver(&channel, offset, &payload, bound);
+                    counters.record_delivery(counts, received_at);
+                }
+                DeliveryMsg::Subscribed {
+                    channel,
+                    session,
+                    request_id,
+                    sub,
+                } => state.subscribed(&channel, session, request_id, sub, bound),
+            }
+        }
+    }
+}
+
+async fn run_control(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<ControlMsg>) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ControlMsg::TakeSession { id, secret, reply } => {
+                let taken = crate::session::handshake::give_away(&worker, id, &secret);
+                let snapshot = match taken {
+                    Some((snapshot, channels)) => {
+                        worker.unsubscribe_all(channels).await;
+                        Some(Box::new(snapshot))
+                    }
+                    None => None,
+                };
+                let _ = reply.send(snapshot);
+            }
+            ControlMsg::Reload(settings) => apply_settings(&worker, settings),
+        }
+    }
+}
+
+fn apply_settings(worker: &Worker, settings: Arc<Settings>) {
+    let mut state = worker.state.borrow_mut();
+    state.sequencer.set_limits(HistoryLimits {
+        messages: settings.history_messages,
+        bytes: settings.history_bytes,
+    });
+    for (_, session) in state.sessions.iter_mut() {
+        session.log_mut().set_limits(settings.replay);
+    }
+    drop(state);
+    *worker.settings.borrow_mut() = settings;
+}
+
+async fn run_sweeper(worker: Rc<Worker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let window = worker.settings.borrow().resume_window;
+        let (expired, channels) = {
+            let mut state = worker.state.borrow_mut();
+            state.sequencer.sweep(now);
+            state.expire(now, window)
+        };
+        if expired > 0 {
+            tracing::debug!(worker = worker.index, expired, "detached sessions expired");
+            worker.counters.borrow_mut().sessions_expired += expired as u64;
+        }
+        worker.unsubscribe_all(channels).await;
+        worker.counters.borrow_mut().flush(&worker);
+    }
+}

@@ -1,0 +1,169 @@
+//! WebSocket transport (tokio-tungstenite): the HTTP upgrade with the
+//! `ferry.v1` subprotocol, and [`FrameIo`] over binary messages.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ferry_protocol::frame::WS_SUBPROTOCOL;
+use ferry_protocol::{ErrorCode, Frame};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{FrameIo, TransportError};
+use crate::runtime::worker::Worker;
+use crate::session::driver;
+
+/// A WebSocket carrying Ferry frames.
+pub struct WsIo<S> {
+    ws: WebSocketStream<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo for WsIo<S> {
+    async fn recv(&mut self) -> Result<Option<Bytes>, TransportError> {
+        loop {
+            return match self.ws.next().await {
+                None | Some(Ok(Message::Close(_))) => Ok(None),
+                Some(Ok(Message::Binary(bytes))) => Ok(Some(bytes)),
+                Some(Ok(Message::Text(_))) => Err(TransportError::TextMessage),
+                // tungstenite answers pings itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Err(WsError::Capacity(_))) => Err(TransportError::TooLarge),
+                Some(Err(e)) => Err(TransportError::Failed(e.to_string())),
+            };
+        }
+    }
+
+    async fn send(&mut self, frames: &mut Vec<Bytes>) -> Result<(), TransportError> {
+        for frame in frames.drain(..) {
+            self.ws
+                .feed(Message::Binary(frame))
+                .await
+                .map_err(|e| TransportError::Failed(e.to_string()))?;
+        }
+        self.ws
+            .flush()
+            .await
+            .map_err(|e| TransportError::Failed(e.to_string()))
+    }
+
+    async fn close(&mut self, last: Option<Bytes>) {
+        let close = async {
+            if let Some(frame) = last {
+                let _ = self.ws.feed(Message::Binary(frame)).await;
+            }
+            let _ = self
+                .ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                }))
+                .await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
+    }
+}
+
+/// The tungstenite settings for one connection: small buffers while idle,
+/// and the frame limit as the message limit.
+fn ws_config(worker: &Worker) -> WebSocketConfig {
+    let s = worker.settings();
+    WebSocketConfig::default()
+        .read_buffer_size(s.ws_read_buffer)
+        .write_buffer_size(s.ws_write_buffer)
+        .max_write_buffer_size(s.ws_max_write_buffer.max(s.ws_write_buffer + 1))
+        .max_message_size(Some(s.decode.max_frame_size))
+        .max_frame_size(Some(s.decode.max_frame_size))
+}
+
+/// Whether the client's `Sec-WebSocket-Protocol` offers `ferry.v1`.
+fn offers_ferry(request: &Request) -> bool {
+    request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == WS_SUBPROTOCOL)
+}
+
+/// Serves one accepted stream (plain TCP or TLS) until it closes.
+pub async fn serve<S>(worker: Rc<Worker>, stream: S, transport: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = std::time::Instant::now();
+    let settings = worker.settings();
+    let path = settings.ws_path.clone();
+    let subprotocol_ok = Rc::new(Cell::new(false));
+    let flag = subprotocol_ok.clone();
+    // tungstenite fixes the callback's error type to a full HTTP response.
+    #[allow(clippy::result_large_err)]
+    let callback = move |request: &Request, mut response: Response| {
+        if request.uri().path() != path {
+            let mut not_found =
+                ErrorResponse::new(Some(format!("no WebSocket endpoint here; use {path}")));
+            *not_found.status_mut() = StatusCode::NOT_FOUND;
+            return Err(not_found);
+        }
+        if !offers_ferry(request)
+            && request
+                .headers()
+                .contains_key(header::SEC_WEBSOCKET_PROTOCOL)
+        {
+            // The client offered only other subprotocols: a WebSocket
+            // client must fail a handshake that selects none of its offers,
+            // so the refusal has to be HTTP. The body carries the code.
+            let code = ErrorCode::WrongSubprotocol;
+            let mut refused = ErrorResponse::new(Some(format!(
+                "{} {}: offer the subprotocol {WS_SUBPROTOCOL}",
+                code.as_u16(),
+                code.name()
+            )));
+            *refused.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(refused);
+        }
+        if offers_ferry(request) {
+            flag.set(true);
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(WS_SUBPROTOCOL),
+            );
+        }
+        Ok(response)
+    };
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&worker)));
+    let ws = match tokio::time::timeout(settings.handshake_timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!("websocket upgrade failed: {e}");
+            if matches!(&e, WsError::Http(r) if r.status() == StatusCode::BAD_REQUEST) {
+                crate::metrics::count_error(ErrorCode::WrongSubprotocol);
+            }
+            crate::metrics::count_handshake(transport, "upgrade_failed");
+            return;
+        }
+        Err(_) => {
+            crate::metrics::count_handshake(transport, "upgrade_timeout");
+            return;
+        }
+    };
+    let mut io = WsIo { ws };
+    if !subprotocol_ok.get() {
+        let code = ErrorCode::WrongSubprotocol;
+        crate::metrics::count_error(code);
+        crate::metrics::count_handshake(transport, "wrong_subprotocol");
+        let frame = Frame::error(code, 0, format!("request the subprotocol {WS_SUBPROTOCOL}"));
+        io.close(Some(frame.to_bytes())).await;
+        return;
+    }
+    driver::run(worker, io, transport, started).await;
+}

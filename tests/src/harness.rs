@@ -1,0 +1,182 @@
+//! Starting and stopping gateway processes.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
+
+/// How to start a gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Worker threads.
+    pub workers: usize,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl GatewayOptions {
+    /// Sets an environment variable for the gateway.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the worker count.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+}
+
+/// A running gateway process; killed when dropped.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    /// The WebSocket address it listens on.
+    pub ws: SocketAddr,
+    /// Every `key=value` of its ready line.
+    pub ready: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts a gateway with `options`, every listener on 127.0.0.1 port 0,
+    /// and waits (at most 20 s) for its ready line.
+    pub fn start(bin: &str, options: GatewayOptions) -> anyhow::Result<Gateway> {
+        let log = std::env::temp_dir().join(format!(
+            "ferry-test-{}-{}.log",
+            std::process::id(),
+            NEXT_LOG.fetch_add(1, Ordering::Relaxed)
+        ));
+        let stderr = std::fs::File::create(&log).context("create gateway log")?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--ws")
+            .arg("127.0.0.1:0")
+            .arg("--workers")
+            .arg(options.workers.to_string())
+            .args(&options.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("spawn {bin}"))?;
+        let stdout = child.stdout.take().context("gateway stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("ferry gateway ready: ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("gateway did not become ready; its log:\n{log_text}");
+            }
+        };
+        let ready: Vec<(String, String)> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let ws = ready
+            .iter()
+            .find(|(k, _)| k == "ws")
+            .context("ready line has no ws address")?
+            .1
+            .parse()
+            .context("ws address")?;
+        Ok(Gateway {
+            child,
+            ws,
+            ready,
+            log,
+        })
+    }
+
+    /// The WebSocket URL of the gateway.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.ws)
+    }
+
+    /// A value of the ready line.
+    pub fn ready_value(&self, key: &str) -> Option<&str> {
+        self.ready
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet
+        // reaped) and a valid signal number has no memory-safety effects.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("gateway still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- gateway log ({}) ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

@@ -1,0 +1,134 @@
+//! A bare WebSocket peer that speaks frames by hand: for the tests of bad
+//! input, where the client SDK would refuse to misbehave.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use ferry_protocol::{DecodeLimits, Frame, Hello};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A raw WebSocket connection to the gateway.
+pub struct RawClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl RawClient {
+    /// Connects, offering `subprotocol` (none if `None`).
+    pub async fn connect(url: &str, subprotocol: Option<&str>) -> anyhow::Result<Self> {
+        let mut request = url.into_client_request()?;
+        if let Some(p) = subprotocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p)?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .context("websocket connect")?;
+        Ok(Self { ws })
+    }
+
+    /// Attempts a WebSocket upgrade that the gateway must refuse at the HTTP
+    /// level; returns the status code and the body.
+    pub async fn refused_upgrade(url: &str, subprotocol: &str) -> anyhow::Result<(u16, String)> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(subprotocol)?,
+        );
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => bail!("the upgrade was accepted"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Ok((response.status().as_u16(), body))
+            }
+            Err(e) => bail!("unexpected failure: {e}"),
+        }
+    }
+
+    /// Connects with `ferry.v1` and completes HELLO/WELCOME.
+    pub async fn handshake(url: &str) -> anyhow::Result<(Self, ferry_protocol::Welcome)> {
+        let mut c = Self::connect(url, Some("ferry.v1")).await?;
+        c.send(&Frame::Hello(Hello {
+            version: 1,
+            token: String::new(),
+            resume: None,
+        }))
+        .await?;
+        match c.recv().await? {
+            Some(Frame::Welcome(w)) => Ok((c, w)),
+            other => bail!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        self.send_bytes(frame.to_bytes()).await
+    }
+
+    /// Sends raw bytes as one binary message.
+    pub async fn send_bytes(&mut self, bytes: Bytes) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(bytes)).await?;
+        Ok(())
+    }
+
+    /// Sends a text message (not allowed by the protocol).
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// The next frame; `None` when the connection closed. Waits at most
+    /// 10 s.
+    pub async fn recv(&mut self) -> anyhow::Result<Option<Frame>> {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .context("no frame within 10 s")?;
+            return match next {
+                None | Some(Ok(Message::Close(_))) | Some(Err(_)) => Ok(None),
+                Some(Ok(Message::Binary(b))) => {
+                    let limits = DecodeLimits {
+                        max_frame_size: 16 << 20,
+                        ..DecodeLimits::default()
+                    };
+                    Ok(Some(ferry_protocol::codec::decode(b, &limits)?))
+                }
+                Some(Ok(_)) => continue,
+            };
+        }
+    }
+
+    /// Reads frames until an ERROR arrives; returns its code. Fails if the
+    /// connection closes first.
+    pub async fn expect_error(&mut self) -> anyhow::Result<u16> {
+        loop {
+            match self.recv().await? {
+                Some(Frame::Error { code, .. }) => return Ok(code),
+                Some(_) => continue,
+                None => bail!("connection closed without an ERROR frame"),
+            }
+        }
+    }
+
+    /// Whether the server closes the connection within 5 s.
+    pub async fn is_closed_by_server(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
