@@ -31,6 +31,15 @@ struct Cli {
     /// Number of workers (0 = one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// QUIC listen address (overrides the configuration).
+    #[arg(long)]
+    quic: Option<std::net::SocketAddr>,
+    /// WSS listen address (overrides the configuration).
+    #[arg(long)]
+    wss: Option<std::net::SocketAddr>,
+    /// Data directory (development certificate, control socket).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the gateway command line; returns the process exit code.
@@ -49,6 +58,15 @@ pub fn main() -> std::process::ExitCode {
     }
     if let Some(w) = cli.workers.filter(|w| *w > 0) {
         settings.workers = w;
+    }
+    if let Some(quic) = cli.quic {
+        settings.quic_listen = Some(quic);
+    }
+    if let Some(wss) = cli.wss {
+        settings.wss_listen = Some(wss);
+    }
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
     }
     match server::run(settings, Box::new(|| Err("no configuration file".into()))) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -14,12 +14,60 @@ use crate::runtime::mesh::{ControlMsg, Mesh};
 use crate::runtime::worker::{self, Shared, WorkerSetup};
 use crate::settings::Settings;
 use crate::transport::listener::{WorkerListeners, bind_group};
+use crate::transport::quic;
+use crate::transport::tls::{self, CertPaths, CertStore, ensure_dev_cert, load_certified_key};
+use ferry_protocol::frame::QUIC_ALPN;
 
 /// Where the gateway actually listens (ports resolved).
 #[derive(Debug, Clone)]
 pub struct BoundAddrs {
     /// WebSocket.
     pub ws: SocketAddr,
+    /// WebSocket over TLS.
+    pub wss: Option<SocketAddr>,
+    /// QUIC.
+    pub quic: Option<SocketAddr>,
+    /// The certificate clients should trust (the development one, or the
+    /// configured one).
+    pub cert: Option<std::path::PathBuf>,
+}
+
+/// The TLS state shared by WSS and QUIC.
+struct TlsSetup {
+    store: Arc<CertStore>,
+    cert_path: std::path::PathBuf,
+    wss: tokio_rustls::TlsAcceptor,
+    quic: quinn::ServerConfig,
+}
+
+fn setup_tls(settings: &Settings) -> anyhow::Result<TlsSetup> {
+    let paths = match &settings.tls_cert {
+        Some((cert, key)) => CertPaths {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        None => {
+            let paths = ensure_dev_cert(&settings.data_dir)?;
+            tracing::warn!(
+                cert = %paths.cert.display(),
+                "no TLS certificate configured: using a self-signed development certificate (clients: --ca {})",
+                paths.cert.display()
+            );
+            paths
+        }
+    };
+    let key = load_certified_key(&paths)?;
+    let store = CertStore::new(key);
+    let wss_config = tls::server_config(store.clone(), &[b"http/1.1"], false)?;
+    let quic_tls = tls::server_config(store.clone(), &[QUIC_ALPN], true)?;
+    let quic = quic::server_config(quic_tls, settings)
+        .map_err(|e| anyhow::anyhow!("QUIC configuration rejected: {e}"))?;
+    Ok(TlsSetup {
+        store,
+        cert_path: paths.cert,
+        wss: tokio_rustls::TlsAcceptor::from(Arc::new(wss_config)),
+        quic,
+    })
 }
 
 /// Produces fresh settings on SIGHUP; `Err` keeps the old ones.
@@ -30,9 +78,29 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
     let workers = settings.workers.max(1);
     let ws = bind_group(settings.ws_listen, workers)
         .with_context(|| format!("cannot listen for WebSocket on {}", settings.ws_listen))?;
+    let tls = if settings.wss_listen.is_some() || settings.quic_listen.is_some() {
+        Some(setup_tls(&settings)?)
+    } else {
+        None
+    };
+    let mut wss = match (settings.wss_listen, &tls) {
+        (Some(addr), Some(_)) => {
+            bind_group(addr, workers).with_context(|| format!("cannot listen for WSS on {addr}"))?
+        }
+        _ => Vec::new(),
+    };
+    let mut udp = match (settings.quic_listen, &tls) {
+        (Some(addr), Some(_)) => quic::bind_udp_group(addr, workers)
+            .with_context(|| format!("cannot listen for QUIC on {addr}/udp"))?,
+        _ => Vec::new(),
+    };
     let bound = BoundAddrs {
         ws: ws[0].local_addr()?,
+        wss: wss.first().map(|l| l.local_addr()).transpose()?,
+        quic: udp.first().map(|s| s.local_addr()).transpose()?,
+        cert: tls.as_ref().map(|t| t.cert_path.clone()),
     };
+    let _cert_store = tls.as_ref().map(|t| t.store.clone());
     let (mesh, inboxes) = Mesh::new(workers);
     let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
     let shared = Arc::new(Shared {
@@ -42,11 +110,24 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
+    wss.reverse();
+    udp.reverse();
     for ((index, inbox), ws) in inboxes.into_iter().enumerate().zip(ws) {
+        let listeners = WorkerListeners {
+            ws: Some(ws),
+            wss: tls
+                .as_ref()
+                .and_then(|t| wss.pop().map(|l| (l, t.wss.clone()))),
+            // Socket i joined the reuseport group i-th: the steering
+            // program's index i must be worker i.
+            quic: tls
+                .as_ref()
+                .and_then(|t| udp.pop().map(|s| (s, t.quic.clone()))),
+        };
         let setup = WorkerSetup {
             index,
             core: cores.get(index % cores.len().max(1)).copied(),
-            listeners: WorkerListeners { ws: Some(ws) },
+            listeners,
             inbox,
             mesh: mesh.clone(),
             shared: shared.clone(),
@@ -115,12 +196,16 @@ fn set_phase(tx: &watch::Sender<Phase>, next: Phase) {
 fn announce(bound: &BoundAddrs, workers: usize) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "ferry gateway ready: ws={} workers={} pid={}",
-        bound.ws,
-        workers,
-        std::process::id()
-    );
+    let mut line = format!("ferry gateway ready: ws={}", bound.ws);
+    if let Some(wss) = bound.wss {
+        line.push_str(&format!(" wss={wss}"));
+    }
+    if let Some(quic) = bound.quic {
+        line.push_str(&format!(" quic={quic}"));
+    }
+    if let Some(cert) = &bound.cert {
+        line.push_str(&format!(" cert={}", cert.display()));
+    }
+    let _ = writeln!(out, "{line} workers={workers} pid={}", std::process::id());
     let _ = out.flush();
 }

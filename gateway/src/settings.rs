@@ -49,6 +49,19 @@ pub struct Settings {
     pub history_messages: usize,
     /// Bytes each channel keeps for catch-up.
     pub history_bytes: usize,
+    /// PEM certificate and key; `None` → a development certificate in
+    /// `data_dir`.
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    /// QUIC idle timeout.
+    pub quic_idle_timeout: Duration,
+    /// QUIC keep-alive; `None` saves mobile batteries.
+    pub quic_keep_alive: Option<Duration>,
+    /// QUIC per-stream receive window.
+    pub quic_stream_receive_window: usize,
+    /// QUIC per-connection receive window.
+    pub quic_receive_window: usize,
+    /// QUIC per-connection send window.
+    pub quic_send_window: usize,
     /// tungstenite read buffer per connection.
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection.
@@ -79,6 +92,12 @@ impl Default for Settings {
             replay: ReplayLimits::default(),
             history_messages: 1024,
             history_bytes: 1024 * 1024,
+            tls_cert: None,
+            quic_idle_timeout: Duration::from_secs(60),
+            quic_keep_alive: None,
+            quic_stream_receive_window: 64 * 1024,
+            quic_receive_window: 128 * 1024,
+            quic_send_window: 256 * 1024,
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 4 * 1024,
             ws_max_write_buffer: 1024 * 1024,

@@ -72,13 +72,26 @@ pub fn decode_length_prefixed(
     buf: &mut BytesMut,
     limits: &DecodeLimits,
 ) -> Result<Option<Frame>, DecodeError> {
+    match split_length_prefixed(buf, limits.max_frame_size)? {
+        Some(body) => decode(body, limits).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Takes the next whole length-prefixed frame out of a stream buffer,
+/// undecoded. The announced length is checked against `max_frame_size`
+/// before waiting for the body, so a peer cannot make us buffer more.
+pub fn split_length_prefixed(
+    buf: &mut BytesMut,
+    max_frame_size: usize,
+) -> Result<Option<Bytes>, DecodeError> {
     let Some((len, prefix_len)) = peek_varint(buf)? else {
         return Ok(None);
     };
-    if len > limits.max_frame_size as u64 {
+    if len > max_frame_size as u64 {
         return Err(DecodeError::Oversize {
             len,
-            max: limits.max_frame_size,
+            max: max_frame_size,
         });
     }
     // Bounded by max_frame_size just above, so it fits in usize.
@@ -87,8 +100,7 @@ pub fn decode_length_prefixed(
         return Ok(None);
     }
     buf.advance(prefix_len);
-    let body = buf.split_to(len).freeze();
-    decode(body, limits).map(Some)
+    Ok(Some(buf.split_to(len).freeze()))
 }
 
 /// Reads a varint at the start of `buf` without consuming it: `Ok(None)` if

@@ -55,6 +55,7 @@ pub struct Gateway {
     /// Every `key=value` of its ready line.
     pub ready: Vec<(String, String)>,
     log: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl Gateway {
@@ -67,9 +68,20 @@ impl Gateway {
             NEXT_LOG.fetch_add(1, Ordering::Relaxed)
         ));
         let stderr = std::fs::File::create(&log).context("create gateway log")?;
+        let data_dir = std::env::temp_dir().join(format!(
+            "ferry-test-data-{}-{}",
+            std::process::id(),
+            NEXT_LOG.fetch_add(1, Ordering::Relaxed)
+        ));
         let mut cmd = Command::new(bin);
         cmd.arg("--ws")
             .arg("127.0.0.1:0")
+            .arg("--quic")
+            .arg("127.0.0.1:0")
+            .arg("--wss")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
             .arg("--workers")
             .arg(options.workers.to_string())
             .args(&options.args)
@@ -115,7 +127,33 @@ impl Gateway {
             ws,
             ready,
             log,
+            data_dir,
         })
+    }
+
+    /// The QUIC URL of the gateway.
+    pub fn quic_url(&self) -> String {
+        format!(
+            "quic://{}",
+            self.ready_value("quic").unwrap_or("127.0.0.1:0")
+        )
+    }
+
+    /// The WSS URL of the gateway.
+    pub fn wss_url(&self) -> String {
+        let addr = self.ready_value("wss").unwrap_or("127.0.0.1:0");
+        let port = addr.rsplit(':').next().unwrap_or("0");
+        format!("wss://localhost:{port}/ws")
+    }
+
+    /// The certificate to trust for WSS and QUIC.
+    pub fn cert(&self) -> PathBuf {
+        PathBuf::from(self.ready_value("cert").unwrap_or_default())
+    }
+
+    /// The data directory of this gateway.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// The WebSocket URL of the gateway.
@@ -178,5 +216,6 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

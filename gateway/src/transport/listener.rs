@@ -34,10 +34,24 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::ne
 }
 
 /// The listeners one worker owns.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct WorkerListeners {
     /// Plain WebSocket.
     pub ws: Option<std::net::TcpListener>,
+    /// WebSocket over TLS, with the acceptor shared by all workers.
+    pub wss: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    /// QUIC, with the server configuration shared by all workers.
+    pub quic: Option<(std::net::UdpSocket, quinn::ServerConfig)>,
+}
+
+impl std::fmt::Debug for WorkerListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerListeners")
+            .field("ws", &self.ws)
+            .field("wss", &self.wss.as_ref().map(|(l, _)| l))
+            .field("quic", &self.quic.as_ref().map(|(s, _)| s))
+            .finish()
+    }
 }
 
 impl WorkerListeners {
@@ -50,6 +64,60 @@ impl WorkerListeners {
                 }
                 Err(e) => tracing::error!(worker = worker.index, "cannot use ws listener: {e}"),
             }
+        }
+        if let Some((wss, acceptor)) = self.wss {
+            match tokio::net::TcpListener::from_std(wss) {
+                Ok(listener) => {
+                    tokio::task::spawn_local(accept_wss(worker.clone(), listener, acceptor));
+                }
+                Err(e) => tracing::error!(worker = worker.index, "cannot use wss listener: {e}"),
+            }
+        }
+        if let Some((socket, config)) = self.quic {
+            match crate::transport::quic::endpoint(worker.index, socket, config) {
+                Ok(endpoint) => {
+                    tokio::task::spawn_local(crate::transport::quic::accept_loop(
+                        worker.clone(),
+                        endpoint,
+                    ));
+                }
+                Err(e) => tracing::error!(worker = worker.index, "cannot start QUIC endpoint: {e}"),
+            }
+        }
+    }
+}
+
+async fn accept_wss(
+    worker: Rc<Worker>,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    let mut phase = worker.shared.phase.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let worker = worker.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::task::spawn_local(async move {
+                        let timeout = worker.settings().handshake_timeout;
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => crate::transport::ws::serve(worker, tls, "wss").await,
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake failed: {e}");
+                                crate::metrics::count_handshake("wss", "tls_failed");
+                            }
+                            Err(_) => crate::metrics::count_handshake("wss", "tls_timeout"),
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(worker = worker.index, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = phase.wait_for(|p| !p.is_accepting()) => break,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! share one session layer.
 
 pub mod listener;
+pub mod quic;
+pub mod tls;
 pub mod ws;
 
 use bytes::Bytes;
