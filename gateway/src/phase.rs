@@ -20,6 +20,12 @@ impl Phase {
         self == Phase::Running
     }
 
+    /// Whether listeners must stop accepting: true from Draining on (and
+    /// false while Starting, when the listeners already queue clients).
+    pub fn stops_accepting(self) -> bool {
+        matches!(self, Phase::Draining | Phase::Stopped)
+    }
+
     /// Whether moving to `next` is allowed.
     pub fn can_move_to(self, next: Phase) -> bool {
         use Phase::*;
@@ -53,5 +59,7 @@ mod tests {
         assert!(!Phase::Stopped.can_move_to(Phase::Running));
         assert!(Phase::Running.is_accepting());
         assert!(!Phase::Draining.is_accepting());
+        assert!(!Phase::Starting.stops_accepting());
+        assert!(Phase::Draining.stops_accepting());
     }
 }

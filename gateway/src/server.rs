@@ -139,17 +139,23 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
             .context("cannot start a worker thread")?;
         handles.push(handle);
     }
-    set_phase(&phase_tx, Phase::Running);
-    announce(&bound, workers);
-
+    // Signal handlers exist before anyone learns that we are ready, so an
+    // early SIGTERM drains instead of killing the process.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
+    let (mut term, mut int, mut hup) = runtime.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        ))
+    })?;
+    set_phase(&phase_tx, Phase::Running);
+    announce(&bound, workers);
+
     runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,

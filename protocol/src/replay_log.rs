@@ -231,10 +231,12 @@ impl ReplayLog {
         if self.overflowed || last_received > self.last_seq || last_received < self.acked {
             return Err(ReplayError::Unavailable { from });
         }
-        self.sent = self.sent.max(last_received);
+        // Nothing is in flight on the new transport: the client's
+        // last_received acknowledges what it got, the rest is unsent.
+        self.sent = self.acked;
+        self.sent_bytes = 0;
         self.release_through(last_received);
         self.sent = last_received;
-        self.sent_bytes = 0;
         Ok(())
     }
 
@@ -400,6 +402,22 @@ mod tests {
         let big = Bytes::from(vec![0u8; 100]);
         assert!(l.push(chan(), 1, big.clone()).is_ok());
         assert!(l.push(chan(), 2, big).is_err());
+    }
+
+    #[test]
+    fn resume_beyond_what_was_marked_sent_keeps_byte_counts_right() {
+        let mut l = log(10);
+        push_n(&mut l, 6);
+        l.mark_sent(3);
+        // The client got 5 although only 3 were marked sent when the
+        // transport died (a write raced the failure).
+        l.resume_from(5).unwrap();
+        assert_eq!(l.unsent().map(|e| e.seq).collect::<Vec<_>>(), vec![6]);
+        assert_eq!(l.unsent_bytes(), l.held_bytes());
+        l.mark_sent(6);
+        l.ack(6).unwrap();
+        assert_eq!(l.held_bytes(), 0);
+        assert_eq!(l.unsent_bytes(), 0);
     }
 
     #[test]

@@ -70,6 +70,34 @@ impl RawClient {
         }
     }
 
+    /// Connects with `ferry.v1` and resumes a session.
+    pub async fn resume(
+        url: &str,
+        welcome: &ferry_protocol::Welcome,
+        last_received_seq: u64,
+    ) -> anyhow::Result<(Self, ferry_protocol::Welcome)> {
+        let mut c = Self::connect(url, Some("ferry.v1")).await?;
+        c.send(&Frame::Hello(Hello {
+            version: 1,
+            token: String::new(),
+            resume: Some(ferry_protocol::ResumeRequest {
+                session_id: welcome.session_id,
+                secret: welcome.resume_secret,
+                last_received_seq,
+            }),
+        }))
+        .await?;
+        match c.recv().await? {
+            Some(Frame::Welcome(w)) => Ok((c, w)),
+            other => bail!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// Drops the connection without a close frame, like a dead network.
+    pub fn kill(self) {
+        drop(self);
+    }
+
     /// Sends a frame.
     pub async fn send(&mut self, frame: &Frame) -> anyhow::Result<()> {
         self.send_bytes(frame.to_bytes()).await

@@ -171,6 +171,12 @@ async fn resume_session(
             let session =
                 Session::from_snapshot(*snapshot, worker.settings().replay, Instant::now())
                     .map_err(|_| WelcomeOutcome::NewReplayUnavailable)?;
+            tracing::info!(
+                worker = worker.index,
+                session = ?resume.session_id,
+                "session moved here from another worker"
+            );
+            crate::metrics::count_resume("moved_worker");
             (worker.state.borrow_mut().sessions.insert(session), true)
         }
     };

@@ -21,16 +21,26 @@ pub fn bind_tcp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpList
     Ok(socket.into())
 }
 
-/// Binds `count` listeners on `addr`. With port 0 the first one picks the
-/// port and the others join it.
+/// Binds `count` listeners on `addr` in one reuseport group.
 pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let first = bind_tcp_reuseport(addr)?;
-    let actual = first.local_addr()?;
-    let mut all = vec![first];
-    for _ in 1..count {
-        all.push(bind_tcp_reuseport(actual)?);
+    let addr = resolve_port_zero(addr, Type::STREAM)?;
+    (0..count).map(|_| bind_tcp_reuseport(addr)).collect()
+}
+
+/// Turns port 0 into a free port. A reuseport socket bound to port 0 may
+/// be given a port that another process's reuseport group already holds,
+/// and would then share its traffic; a plain socket is never given a port
+/// in use, so a plain socket picks the port and the group binds it.
+pub fn resolve_port_zero(addr: SocketAddr, kind: Type) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
     }
-    Ok(all)
+    let probe = Socket::new(Domain::for_address(addr), kind, None)?;
+    probe.bind(&addr.into())?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("probe socket has no IP address"))
 }
 
 /// The listeners one worker owns.
@@ -117,7 +127,7 @@ async fn accept_wss(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            _ = phase.wait_for(|p| !p.is_accepting()) => break,
+            _ = phase.wait_for(|p| p.stops_accepting()) => break,
         }
     }
 }
@@ -127,7 +137,8 @@ async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    tracing::trace!(worker = worker.index, %peer, "accepted");
                     let _ = stream.set_nodelay(true);
                     tokio::task::spawn_local(crate::transport::ws::serve(worker.clone(), stream, "ws"));
                 }
@@ -137,7 +148,7 @@ async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            _ = phase.wait_for(|p| !p.is_accepting()) => break,
+            _ = phase.wait_for(|p| p.stops_accepting()) => break,
         }
     }
 }

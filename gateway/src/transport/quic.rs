@@ -61,12 +61,10 @@ impl ConnectionIdGenerator for WorkerCids {
 /// Binds `count` UDP sockets on `addr` in one reuseport group (the first
 /// picks the port when it is 0) and steers datagrams by connection ID.
 pub fn bind_udp_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
-    let first = bind_udp_reuseport(addr)?;
-    let actual = first.local_addr()?;
-    let mut all = vec![first];
-    for _ in 1..count {
-        all.push(bind_udp_reuseport(actual)?);
-    }
+    let addr = crate::transport::listener::resolve_port_zero(addr, Type::DGRAM)?;
+    let all = (0..count)
+        .map(|_| bind_udp_reuseport(addr))
+        .collect::<std::io::Result<Vec<_>>>()?;
     if count > 1
         && let Err(e) = attach_cid_steering(&all[0], count)
     {
@@ -201,7 +199,7 @@ pub async fn accept_loop(worker: Rc<Worker>, endpoint: quinn::Endpoint) {
                 }
                 None => break,
             },
-            _ = phase.wait_for(|p| !p.is_accepting()) => break,
+            _ = phase.wait_for(|p| p.stops_accepting()) => break,
         }
     }
     // Keep the endpoint (and so the connections) alive until they close.
