@@ -18,6 +18,7 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod transport;
+pub mod upgrade;
 
 use clap::Parser;
 
@@ -40,6 +41,10 @@ struct Cli {
     /// Data directory (development certificate, control socket).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
+    /// Take over the listening sockets and sessions of the gateway that
+    /// runs on the control socket (zero-downtime upgrade).
+    #[arg(long)]
+    takeover: bool,
 }
 
 /// Runs the gateway command line; returns the process exit code.
@@ -66,9 +71,17 @@ pub fn main() -> std::process::ExitCode {
         settings.wss_listen = Some(wss);
     }
     if let Some(dir) = cli.data_dir {
+        settings.control_socket = dir.join("control.sock");
         settings.data_dir = dir;
     }
-    match server::run(settings, Box::new(|| Err("no configuration file".into()))) {
+    let mode = server::StartMode {
+        takeover: cli.takeover,
+    };
+    match server::run(
+        settings,
+        Box::new(|| Err("no configuration file".into())),
+        mode,
+    ) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gateway: {e:#}");

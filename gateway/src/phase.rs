@@ -8,6 +8,9 @@ pub enum Phase {
     Starting,
     /// Accepting and serving.
     Running,
+    /// Upgrade, old side: a new process is taking the sockets and the
+    /// sessions; not accepting. Goes back to Running if it fails.
+    HandingOver,
     /// Not accepting; clients are told GOAWAY and leave.
     Draining,
     /// Every worker has finished.
@@ -31,7 +34,13 @@ impl Phase {
         use Phase::*;
         matches!(
             (self, next),
-            (Starting, Running) | (Starting, Stopped) | (Running, Draining) | (Draining, Stopped)
+            (Starting, Running)
+                | (Starting, Stopped)
+                | (Running, Draining)
+                | (Running, HandingOver)
+                | (HandingOver, Running)
+                | (HandingOver, Draining)
+                | (Draining, Stopped)
         )
     }
 
@@ -40,6 +49,7 @@ impl Phase {
         match self {
             Phase::Starting => "starting",
             Phase::Running => "running",
+            Phase::HandingOver => "handing_over",
             Phase::Draining => "draining",
             Phase::Stopped => "stopped",
         }
@@ -57,6 +67,13 @@ mod tests {
         assert!(Phase::Draining.can_move_to(Phase::Stopped));
         assert!(!Phase::Draining.can_move_to(Phase::Running));
         assert!(!Phase::Stopped.can_move_to(Phase::Running));
+        assert!(Phase::Running.can_move_to(Phase::HandingOver));
+        assert!(Phase::HandingOver.can_move_to(Phase::Running), "rollback");
+        assert!(!Phase::HandingOver.is_accepting());
+        assert!(
+            !Phase::HandingOver.stops_accepting(),
+            "listeners pause, not close"
+        );
         assert!(Phase::Running.is_accepting());
         assert!(!Phase::Draining.is_accepting());
         assert!(!Phase::Starting.stops_accepting());

@@ -1,13 +1,15 @@
-//! The server: binds the listeners, starts one worker per core, maps
-//! signals to phases, and waits for the workers to finish.
+//! The server: binds (or inherits) the listeners, starts one worker per
+//! core, maps signals and upgrades to phases, and waits for the workers.
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
+use ferry_protocol::frame::QUIC_ALPN;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::phase::Phase;
 use crate::runtime::mesh::{ControlMsg, Mesh};
@@ -16,7 +18,8 @@ use crate::settings::Settings;
 use crate::transport::listener::{WorkerListeners, bind_group};
 use crate::transport::quic;
 use crate::transport::tls::{self, CertPaths, CertStore, ensure_dev_cert, load_certified_key};
-use ferry_protocol::frame::QUIC_ALPN;
+use crate::upgrade::handover::{self, ListenerFds, Outcome};
+use crate::upgrade::takeover;
 
 /// Where the gateway actually listens (ports resolved).
 #[derive(Debug, Clone)]
@@ -27,9 +30,19 @@ pub struct BoundAddrs {
     pub wss: Option<SocketAddr>,
     /// QUIC.
     pub quic: Option<SocketAddr>,
-    /// The certificate clients should trust (the development one, or the
-    /// configured one).
+    /// The certificate clients should trust.
     pub cert: Option<std::path::PathBuf>,
+}
+
+/// Produces fresh settings on SIGHUP; `Err` keeps the old ones.
+pub type Reloader = Box<dyn FnMut() -> Result<Settings, String>>;
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartMode {
+    /// Take the sockets and sessions of the gateway running on the
+    /// control socket instead of binding.
+    pub takeover: bool,
 }
 
 /// The TLS state shared by WSS and QUIC.
@@ -70,60 +83,141 @@ fn setup_tls(settings: &Settings) -> anyhow::Result<TlsSetup> {
     })
 }
 
-/// Produces fresh settings on SIGHUP; `Err` keeps the old ones.
-pub type Reloader = Box<dyn FnMut() -> Result<Settings, String>>;
+/// The listening sockets, bound here or inherited.
+struct Sockets {
+    ws: Vec<std::net::TcpListener>,
+    wss: Vec<std::net::TcpListener>,
+    quic: Vec<std::net::UdpSocket>,
+}
 
-/// Runs the gateway until SIGTERM or SIGINT, then drains and returns.
-pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
+impl Sockets {
+    fn bind(settings: &Settings, workers: usize, tls: bool) -> anyhow::Result<Self> {
+        let ws = bind_group(settings.ws_listen, workers)
+            .with_context(|| format!("cannot listen for WebSocket on {}", settings.ws_listen))?;
+        let wss = match (settings.wss_listen, tls) {
+            (Some(addr), true) => bind_group(addr, workers)
+                .with_context(|| format!("cannot listen for WSS on {addr}"))?,
+            _ => Vec::new(),
+        };
+        let quic = match (settings.quic_listen, tls) {
+            (Some(addr), true) => quic::bind_udp_group(addr, workers)
+                .with_context(|| format!("cannot listen for QUIC on {addr}/udp"))?,
+            _ => Vec::new(),
+        };
+        Ok(Self { ws, wss, quic })
+    }
+
+    /// Duplicates of every socket, kept to hand over in an upgrade.
+    fn duplicate(&self) -> std::io::Result<ListenerFds> {
+        let tcp = |l: &std::net::TcpListener| l.try_clone().map(OwnedFd::from);
+        Ok(ListenerFds {
+            ws: self.ws.iter().map(tcp).collect::<Result<_, _>>()?,
+            wss: self.wss.iter().map(tcp).collect::<Result<_, _>>()?,
+            quic: self
+                .quic
+                .iter()
+                .map(|s| s.try_clone().map(OwnedFd::from))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Deals the sockets to `workers` workers: socket i to worker
+    /// i % workers. For QUIC this keeps socket i (the i-th of the
+    /// reuseport group, where the steering program sends connection IDs
+    /// starting with i) on worker i.
+    fn deal(
+        self,
+        workers: usize,
+        tls: Option<&TlsSetup>,
+        reset_key: [u8; 32],
+    ) -> Vec<WorkerListeners> {
+        let mut out: Vec<WorkerListeners> = (0..workers)
+            .map(|_| WorkerListeners {
+                quic_reset_key: reset_key,
+                ..WorkerListeners::default()
+            })
+            .collect();
+        for (i, l) in self.ws.into_iter().enumerate() {
+            out[i % workers].ws.push(l);
+        }
+        if let Some(tls) = tls {
+            for (i, l) in self.wss.into_iter().enumerate() {
+                out[i % workers].wss.push((l, tls.wss.clone()));
+            }
+            for (i, s) in self.quic.into_iter().enumerate() {
+                out[i % workers].quic.push((s, tls.quic.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Runs the gateway until SIGTERM or SIGINT (or until a new process has
+/// taken over), then drains and returns.
+pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyhow::Result<()> {
     let workers = settings.workers.max(1);
-    let ws = bind_group(settings.ws_listen, workers)
-        .with_context(|| format!("cannot listen for WebSocket on {}", settings.ws_listen))?;
-    let tls = if settings.wss_listen.is_some() || settings.quic_listen.is_some() {
+    let wants_tls = settings.wss_listen.is_some() || settings.quic_listen.is_some();
+    let tls = if wants_tls {
         Some(setup_tls(&settings)?)
     } else {
         None
     };
-    let mut wss = match (settings.wss_listen, &tls) {
-        (Some(addr), Some(_)) => {
-            bind_group(addr, workers).with_context(|| format!("cannot listen for WSS on {addr}"))?
+    let (sockets, control) = if mode.takeover {
+        let inherited = takeover::take_sockets(&settings.control_socket)?;
+        tracing::info!(
+            ws = inherited.ws.len(),
+            wss = inherited.wss.len(),
+            quic = inherited.quic.len(),
+            "upgrade: received the listening sockets"
+        );
+        let mut quic = inherited.quic;
+        if let Some(first) = quic.first() {
+            let addr = first.local_addr()?;
+            while quic.len() < workers {
+                quic.push(quic::bind_udp_reuseport(addr)?);
+            }
+            quic::steer_group(&quic[0], workers.max(quic.len()));
         }
-        _ => Vec::new(),
+        let sockets = Sockets {
+            ws: inherited.ws,
+            wss: inherited.wss,
+            quic,
+        };
+        (sockets, Some(inherited.control))
+    } else {
+        (Sockets::bind(&settings, workers, tls.is_some())?, None)
     };
-    let mut udp = match (settings.quic_listen, &tls) {
-        (Some(addr), Some(_)) => quic::bind_udp_group(addr, workers)
-            .with_context(|| format!("cannot listen for QUIC on {addr}/udp"))?,
-        _ => Vec::new(),
-    };
+    let ws_addr = sockets
+        .ws
+        .first()
+        .context("no WebSocket listener")?
+        .local_addr()?;
     let bound = BoundAddrs {
-        ws: ws[0].local_addr()?,
-        wss: wss.first().map(|l| l.local_addr()).transpose()?,
-        quic: udp.first().map(|s| s.local_addr()).transpose()?,
+        ws: ws_addr,
+        wss: sockets.wss.first().map(|l| l.local_addr()).transpose()?,
+        quic: sockets.quic.first().map(|s| s.local_addr()).transpose()?,
         cert: tls.as_ref().map(|t| t.cert_path.clone()),
     };
-    let _cert_store = tls.as_ref().map(|t| t.store.clone());
+    let handover_fds = sockets
+        .duplicate()
+        .context("cannot duplicate the listening sockets")?;
+    let cert_store = tls.as_ref().map(|t| t.store.clone());
+    let listeners = sockets.deal(workers, tls.as_ref(), rand::random());
+
     let (mesh, inboxes) = Mesh::new(workers);
     let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
+    let (gate_tx, gate_rx) = watch::channel(control.is_none());
+    let (pull_tx, pull_rx) = mpsc::channel(1024);
     let shared = Arc::new(Shared {
         connections: AtomicUsize::new(0),
         phase: phase_rx,
+        sequencers_open: gate_rx,
+        pull: control.as_ref().map(|_| pull_tx),
     });
     let settings = Arc::new(settings);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
-    wss.reverse();
-    udp.reverse();
-    for ((index, inbox), ws) in inboxes.into_iter().enumerate().zip(ws) {
-        let listeners = WorkerListeners {
-            ws: Some(ws),
-            wss: tls
-                .as_ref()
-                .and_then(|t| wss.pop().map(|l| (l, t.wss.clone()))),
-            // Socket i joined the reuseport group i-th: the steering
-            // program's index i must be worker i.
-            quic: tls
-                .as_ref()
-                .and_then(|t| udp.pop().map(|s| (s, t.quic.clone()))),
-        };
+    for ((index, inbox), listeners) in inboxes.into_iter().enumerate().zip(listeners) {
         let setup = WorkerSetup {
             index,
             core: cores.get(index % cores.len().max(1)).copied(),
@@ -139,12 +233,14 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
             .context("cannot start a worker thread")?;
         handles.push(handle);
     }
+
     // Signal handlers exist before anyone learns that we are ready, so an
     // early SIGTERM drains instead of killing the process.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the signal runtime")?;
+        .context("cannot start the control runtime")?;
+    let local = tokio::task::LocalSet::new();
     let (mut term, mut int, mut hup) = runtime.block_on(async {
         anyhow::Ok((
             signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
@@ -152,16 +248,44 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
             signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         ))
     })?;
+    let control_path = settings.control_socket.clone();
+    let mut control_listener = match &control {
+        // The old process still owns the path until it has handed over.
+        Some(_) => None,
+        None => Some(
+            runtime
+                .block_on(async { handover::bind_control_socket(&control_path) })
+                .with_context(|| {
+                    format!("cannot bind the control socket {}", control_path.display())
+                })?,
+        ),
+    };
     set_phase(&phase_tx, Phase::Running);
     announce(&bound, workers);
 
-    runtime.block_on(async {
+    local.block_on(&runtime, async {
+        let (taken_tx, mut taken_rx) = mpsc::channel::<Result<u64, String>>(1);
+        if let Some(control) = control {
+            let mesh = mesh.clone();
+            tokio::task::spawn_local(async move {
+                let result = takeover::receive_state(control, mesh, pull_rx, gate_tx)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = taken_tx.send(result).await;
+            });
+        }
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => match reloader() {
                     Ok(next) => {
+                        if let (Some(store), Some((cert, key))) = (&cert_store, &next.tls_cert) {
+                            match load_certified_key(&CertPaths { cert: cert.clone(), key: key.clone() }) {
+                                Ok(key) => store.replace(key),
+                                Err(e) => tracing::error!("certificate not reloaded: {e}"),
+                            }
+                        }
                         let next = Arc::new(next);
                         for links in mesh.all() {
                             let _ = links.control.send(ControlMsg::Reload(next.clone())).await;
@@ -170,6 +294,38 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
                     }
                     Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
                 },
+                Some(result) = taken_rx.recv() => {
+                    match result {
+                        Ok(sessions) => {
+                            tracing::info!(sessions, "upgrade: took over from the previous process");
+                            metrics::counter!("ferry_upgrades_total", "side" => "new", "outcome" => "committed").increment(1);
+                        }
+                        Err(e) => tracing::error!("upgrade: the previous process broke off ({e}); serving with what arrived"),
+                    }
+                    // Ready for the next upgrade.
+                    match handover::bind_control_socket(&control_path) {
+                        Ok(listener) => control_listener = Some(listener),
+                        Err(e) => tracing::error!("cannot bind the control socket {}: {e}", control_path.display()),
+                    }
+                }
+                Ok((stream, _)) = accept_control(&control_listener) => {
+                    let ctx = handover::Handover {
+                        mesh: &mesh,
+                        phase: &phase_tx,
+                        fds: &handover_fds,
+                        reconnect_rate: settings.upgrade_reconnect_rate,
+                        deadline: settings.upgrade_deadline,
+                    };
+                    match handover::serve(stream, ctx).await {
+                        Outcome::Committed { sessions } => {
+                            tracing::info!(sessions, "upgrade: handed over; exiting");
+                            break;
+                        }
+                        Outcome::RolledBack(reason) => {
+                            tracing::error!("upgrade failed, serving on: {reason}");
+                        }
+                    }
+                }
             }
         }
         anyhow::Ok(())
@@ -186,6 +342,15 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
     set_phase(&phase_tx, Phase::Stopped);
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn accept_control(
+    listener: &Option<tokio::net::UnixListener>,
+) -> std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn set_phase(tx: &watch::Sender<Phase>, next: Phase) {

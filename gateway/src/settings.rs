@@ -62,6 +62,12 @@ pub struct Settings {
     pub quic_receive_window: usize,
     /// QUIC per-connection send window.
     pub quic_send_window: usize,
+    /// Unix socket a new process connects to for an upgrade.
+    pub control_socket: PathBuf,
+    /// Reconnects per second asked of clients during an upgrade.
+    pub upgrade_reconnect_rate: u32,
+    /// How long an upgrade may take before it is rolled back.
+    pub upgrade_deadline: Duration,
     /// tungstenite read buffer per connection.
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection.
@@ -98,6 +104,9 @@ impl Default for Settings {
             quic_stream_receive_window: 64 * 1024,
             quic_receive_window: 128 * 1024,
             quic_send_window: 256 * 1024,
+            control_socket: PathBuf::from("ferry-data/control.sock"),
+            upgrade_reconnect_rate: 5000,
+            upgrade_deadline: Duration::from_secs(60),
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 4 * 1024,
             ws_max_write_buffer: 1024 * 1024,

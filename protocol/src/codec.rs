@@ -298,6 +298,19 @@ impl Reader {
     }
 }
 
+/// Reads a varint from the front of `buf`, consuming it. For other
+/// binary formats built on the same varints (the gateway's upgrade wire).
+pub fn get_varint(buf: &mut Bytes, field: &'static str) -> Result<u64, DecodeError> {
+    match peek_varint(buf) {
+        Ok(Some((value, len))) => {
+            buf.advance(len);
+            Ok(value)
+        }
+        Ok(None) => Err(DecodeError::Truncated { field }),
+        Err(_) => Err(DecodeError::BadVarint { field }),
+    }
+}
+
 /// Number of bytes `value` takes as a varint.
 pub fn varint_len(value: u64) -> usize {
     let bits = 64 - (value | 1).leading_zeros() as usize;

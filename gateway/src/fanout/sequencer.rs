@@ -195,6 +195,38 @@ impl Sequencer {
         }
     }
 
+    /// The state of every channel, for a takeover by another process.
+    pub fn export(&self) -> Vec<crate::upgrade::wire::ChannelSnapshot> {
+        self.channels
+            .iter()
+            .map(|(channel, state)| crate::upgrade::wire::ChannelSnapshot {
+                channel: channel.clone(),
+                last_offset: state.last_offset,
+                history: state.history.iter().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// Takes over channels from another process: offsets continue where
+    /// they were, and the history allows catch-up. The history is kept for
+    /// the grace period even if nobody here listens yet, since the
+    /// sessions that listen are arriving.
+    pub fn import(&mut self, channels: Vec<crate::upgrade::wire::ChannelSnapshot>, now: Instant) {
+        for snapshot in channels {
+            let workers = self.workers;
+            let state = self
+                .channels
+                .entry(snapshot.channel)
+                .or_insert_with(|| ChannelState::new(workers));
+            state.last_offset = state.last_offset.max(snapshot.last_offset);
+            state.history_bytes = snapshot.history.iter().map(|(_, p)| p.len()).sum();
+            state.history = snapshot.history.into();
+            if !state.has_interest() {
+                state.idle_since = Some(now);
+            }
+        }
+    }
+
     /// Channels known to this sequencer.
     pub fn channel_count(&self) -> usize {
         self.channels.len()
@@ -256,6 +288,24 @@ mod tests {
         assert!(sub.gap, "offset 2 fell out of the history");
         let sub = s.subscribe(&chan(), 1, Some(6));
         assert!(!sub.gap && sub.catch_up.is_empty(), "nothing missed yet");
+    }
+
+    #[test]
+    fn export_then_import_continues_offsets_and_history() {
+        let mut old = seq();
+        old.subscribe(&chan(), 0, None);
+        for i in 0..4u8 {
+            old.publish(&chan(), &Bytes::from(vec![i]));
+        }
+        let mut new = seq();
+        new.import(old.export(), Instant::now());
+        assert_eq!(new.publish(&chan(), &Bytes::new()).offset, 5);
+        let sub = new.subscribe(&chan(), 1, Some(3));
+        assert!(!sub.gap);
+        assert_eq!(
+            sub.catch_up.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
     }
 
     #[test]

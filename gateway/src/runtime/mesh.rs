@@ -59,6 +59,9 @@ pub enum SequencerMsg {
         /// The session's worker.
         worker: usize,
     },
+    /// Answered once everything queued before it has been sequenced and
+    /// handed to the delivery queues.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// To a worker with subscribers.
@@ -87,6 +90,8 @@ pub enum DeliveryMsg {
         /// Offset and catch-up.
         sub: Subscription,
     },
+    /// Answered once everything queued before it has been delivered.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// To a worker, from the server or another worker.
@@ -103,6 +108,35 @@ pub enum ControlMsg {
     },
     /// New settings for every worker.
     Reload(Arc<Settings>),
+    /// Upgrade, old side: tell every client to reconnect (GOAWAY, paced
+    /// at `reconnect_rate` per second over all workers) and wait, bounded,
+    /// for the connections to close. Sessions stay, detached.
+    Freeze {
+        /// Sessions per second told to come back, gateway-wide.
+        reconnect_rate: u32,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Upgrade, old side: copies of every session and channel.
+    Export {
+        /// The copies.
+        reply: oneshot::Sender<crate::upgrade::WorkerExport>,
+    },
+    /// Upgrade, new side: channels whose sequencer is now this worker.
+    InstallChannels {
+        /// Their states.
+        channels: Vec<crate::upgrade::wire::ChannelSnapshot>,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Upgrade, new side: sessions from the old process, detached until
+    /// their clients come back.
+    InstallSessions {
+        /// The sessions.
+        sessions: Vec<SessionSnapshot>,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The senders of one worker's inboxes.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry_protocol::{ChannelName, ErrorCode, Frame};
+use ferry_protocol::{ChannelName, ErrorCode};
 use tokio::sync::watch;
 use tokio::task::LocalSet;
 
@@ -31,6 +31,11 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// The server phase.
     pub phase: watch::Receiver<Phase>,
+    /// Whether sequencers may run (false while taking over channels).
+    pub sequencers_open: watch::Receiver<bool>,
+    /// While taking over from an old process: asks it for a session a
+    /// client resumed before the session arrived.
+    pub pull: Option<tokio::sync::mpsc::Sender<crate::upgrade::PullRequest>>,
 }
 
 /// A worker's handle to itself, shared by its tasks (`Rc`: never leaves
@@ -180,12 +185,7 @@ async fn drain(worker: &Rc<Worker>) {
                 session.attachment(),
                 crate::session::state::Attachment::Attached { .. }
             ) {
-                session.push_control(Frame::GoAway {
-                    code: ErrorCode::ShuttingDown.as_u16(),
-                    reconnect_after_ms: 1000,
-                    message: "gateway shutting down".into(),
-                });
-                session.kill(ErrorCode::ShuttingDown);
+                session.go_away(ErrorCode::ShuttingDown, 1000);
             }
         }
     }
@@ -196,6 +196,10 @@ async fn drain(worker: &Rc<Worker>) {
 }
 
 async fn run_sequencer(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<SequencerMsg>) {
+    // A process taking over from another must not give out offsets before
+    // it has the old process's channel states.
+    let mut gate = worker.shared.sequencers_open.clone();
+    let _ = gate.wait_for(|open| *open).await;
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
         for msg in batch.drain(..) {
@@ -260,6 +264,9 @@ async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg) {
                 .sequencer
                 .unsubscribe(&channel, target, Instant::now());
         }
+        SequencerMsg::Barrier(reply) => {
+            let _ = reply.send(());
+        }
     }
 }
 
@@ -286,6 +293,9 @@ async fn run_delivery(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<De
                     request_id,
                     sub,
                 } => state.subscribed(&channel, session, request_id, sub, bound),
+                DeliveryMsg::Barrier(reply) => {
+                    let _ = reply.send(());
+                }
             }
         }
     }
@@ -306,6 +316,28 @@ async fn run_control(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<Con
                 let _ = reply.send(snapshot);
             }
             ControlMsg::Reload(settings) => apply_settings(&worker, settings),
+            ControlMsg::Freeze {
+                reconnect_rate,
+                reply,
+            } => {
+                crate::upgrade::freeze_worker(&worker, reconnect_rate).await;
+                let _ = reply.send(());
+            }
+            ControlMsg::Export { reply } => {
+                let _ = reply.send(crate::upgrade::export_worker(&worker));
+            }
+            ControlMsg::InstallChannels { channels, reply } => {
+                worker
+                    .state
+                    .borrow_mut()
+                    .sequencer
+                    .import(channels, Instant::now());
+                let _ = reply.send(());
+            }
+            ControlMsg::InstallSessions { sessions, reply } => {
+                crate::upgrade::install_sessions(&worker, sessions).await;
+                let _ = reply.send(());
+            }
         }
     }
 }

@@ -25,9 +25,6 @@ use crate::transport::FrameIo;
 /// Most MESSAGE frames written in one batch before checking for input.
 const MAX_BATCH: usize = 256;
 
-/// How long a client is asked to wait before reconnecting after GOAWAY.
-const GOAWAY_RECONNECT_MS: u64 = 250;
-
 /// The error code for a frame that did not decode.
 pub fn code_for(e: &DecodeError) -> ErrorCode {
     match e {
@@ -49,6 +46,8 @@ enum End {
     TakenOver,
     /// The gateway cut the connection (slow consumer, drain, ...).
     Killed(ErrorCode),
+    /// The gateway sends the client away to come back after the hint.
+    GoAway(ErrorCode, u64),
     /// The client broke the protocol.
     Violation(ErrorCode, u64, String),
 }
@@ -156,13 +155,11 @@ async fn finish<T: FrameIo>(worker: &Worker, sref: SessionRef, conn: u64, io: &m
             0,
             "another connection resumed this session",
         )),
-        End::Killed(code @ (ErrorCode::ShuttingDown | ErrorCode::Upgrading)) => {
-            Some(Frame::GoAway {
-                code: code.as_u16(),
-                reconnect_after_ms: GOAWAY_RECONNECT_MS,
-                message: "reconnect and resume".into(),
-            })
-        }
+        End::GoAway(code, reconnect_after_ms) => Some(Frame::GoAway {
+            code: code.as_u16(),
+            reconnect_after_ms,
+            message: "reconnect and resume".into(),
+        }),
         End::Killed(code) => Some(Frame::error(code, 0, kill_message(code))),
         End::Violation(code, reference, message) => Some(Frame::error(code, reference, message)),
     };
@@ -180,6 +177,15 @@ fn kill_message(code: ErrorCode) -> &'static str {
         ErrorCode::ReplayOverflow => "replay log overflowed: acknowledge messages",
         ErrorCode::HeartbeatTimeout => "nothing heard within the heartbeat timeout",
         _ => "closed by the gateway",
+    }
+}
+
+/// How a connection killed with `code` ends: drain and upgrade send the
+/// client away (GOAWAY) instead of reporting an error.
+fn ending(code: ErrorCode, reconnect_hint_ms: u64) -> End {
+    match code {
+        ErrorCode::ShuttingDown | ErrorCode::Upgrading => End::GoAway(code, reconnect_hint_ms),
+        other => End::Killed(other),
     }
 }
 
@@ -255,7 +261,7 @@ impl Connection<'_> {
                 return Poll::Ready(Due::Close(End::TakenOver));
             }
             if let Some(code) = session.kill_code() {
-                return Poll::Ready(Due::Close(End::Killed(code)));
+                return Poll::Ready(Due::Close(ending(code, session.reconnect_hint_ms())));
             }
             if session.has_work() {
                 return Poll::Ready(Due::Write);
@@ -276,7 +282,7 @@ impl Connection<'_> {
                 return Poll::Ready(End::TakenOver);
             }
             if let Some(code) = session.kill_code() {
-                return Poll::Ready(End::Killed(code));
+                return Poll::Ready(ending(code, session.reconnect_hint_ms()));
             }
             session.set_waker(cx.waker());
             Poll::Pending

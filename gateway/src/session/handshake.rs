@@ -150,36 +150,7 @@ async fn resume_session(
     resume: &ResumeRequest,
     conn: u64,
 ) -> Result<SessionRef, WelcomeOutcome> {
-    let local = worker.state.borrow().sessions.find(&resume.session_id);
-    let (sref, moved) = match local {
-        Some(sref) => {
-            let ok = worker
-                .state
-                .borrow()
-                .sessions
-                .get(sref)
-                .is_some_and(|s| s.secret_matches(&resume.secret));
-            if !ok {
-                return Err(WelcomeOutcome::NewSessionExpired);
-            }
-            (sref, false)
-        }
-        None => {
-            let snapshot = fetch_from_other_workers(worker, resume.session_id, resume.secret)
-                .await
-                .ok_or(WelcomeOutcome::NewSessionExpired)?;
-            let session =
-                Session::from_snapshot(*snapshot, worker.settings().replay, Instant::now())
-                    .map_err(|_| WelcomeOutcome::NewReplayUnavailable)?;
-            tracing::info!(
-                worker = worker.index,
-                session = ?resume.session_id,
-                "session moved here from another worker"
-            );
-            crate::metrics::count_resume("moved_worker");
-            (worker.state.borrow_mut().sessions.insert(session), true)
-        }
-    };
+    let (sref, moved) = locate(worker, resume).await?;
     let resumed = {
         let mut state = worker.state.borrow_mut();
         let session = state
@@ -205,6 +176,82 @@ async fn resume_session(
         resubscribe_moved(worker, sref).await;
     }
     Ok(sref)
+}
+
+/// Finds the session: on this worker, on another worker (it moves here),
+/// or, during an upgrade, in the old process (it is pulled over). Returns
+/// whether it moved.
+async fn locate(
+    worker: &Rc<Worker>,
+    resume: &ResumeRequest,
+) -> Result<(SessionRef, bool), WelcomeOutcome> {
+    let mut pulled = false;
+    loop {
+        let local = worker.state.borrow().sessions.find(&resume.session_id);
+        if let Some(sref) = local {
+            let ok = worker
+                .state
+                .borrow()
+                .sessions
+                .get(sref)
+                .is_some_and(|s| s.secret_matches(&resume.secret));
+            return if ok {
+                Ok((sref, false))
+            } else {
+                Err(WelcomeOutcome::NewSessionExpired)
+            };
+        }
+        let snapshot =
+            match fetch_from_other_workers(worker, resume.session_id, resume.secret).await {
+                Some(snapshot) => Some(snapshot),
+                None if !pulled => {
+                    pulled = true;
+                    match pull_from_old_process(worker, resume).await {
+                        Pull::Found(snapshot) => Some(snapshot),
+                        // It may have arrived with the bulk transfer meanwhile.
+                        Pull::NotThere => continue,
+                        Pull::NoUpgrade => None,
+                    }
+                }
+                None => None,
+            };
+        let snapshot = snapshot.ok_or(WelcomeOutcome::NewSessionExpired)?;
+        let session = Session::from_snapshot(*snapshot, worker.settings().replay, Instant::now())
+            .map_err(|_| WelcomeOutcome::NewReplayUnavailable)?;
+        tracing::info!(
+            worker = worker.index,
+            session = ?resume.session_id,
+            "session moved here from another worker"
+        );
+        crate::metrics::count_resume("moved_worker");
+        return Ok((worker.state.borrow_mut().sessions.insert(session), true));
+    }
+}
+
+enum Pull {
+    Found(Box<SessionSnapshot>),
+    NotThere,
+    NoUpgrade,
+}
+
+/// During an upgrade (new side), asks the old process for the session.
+async fn pull_from_old_process(worker: &Worker, resume: &ResumeRequest) -> Pull {
+    let Some(pull) = &worker.shared.pull else {
+        return Pull::NoUpgrade;
+    };
+    let (tx, rx) = oneshot::channel();
+    let request = crate::upgrade::PullRequest {
+        id: resume.session_id,
+        secret: resume.secret,
+        reply: tx,
+    };
+    if pull.send(request).await.is_err() {
+        return Pull::NoUpgrade;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
+        Ok(Ok(Some(snapshot))) => Pull::Found(snapshot),
+        _ => Pull::NotThere,
+    }
 }
 
 /// A session that came from another worker listens again to its channels,

@@ -89,6 +89,7 @@ pub struct Session {
     control: VecDeque<Frame>,
     puback_due: bool,
     kill: Option<ErrorCode>,
+    reconnect_hint_ms: u64,
     waker: Option<Waker>,
 }
 
@@ -112,6 +113,7 @@ impl Session {
             control: VecDeque::new(),
             puback_due: false,
             kill: None,
+            reconnect_hint_ms: 0,
             waker: None,
         }
     }
@@ -149,6 +151,7 @@ impl Session {
             control: VecDeque::new(),
             puback_due: false,
             kill: None,
+            reconnect_hint_ms: 0,
             waker: None,
         })
     }
@@ -366,6 +369,18 @@ impl Session {
             self.kill = Some(code);
         }
         self.wake();
+    }
+
+    /// Asks the connection to close with GOAWAY `code`, telling the client
+    /// to come back after `reconnect_after_ms` (paced reconnects).
+    pub fn go_away(&mut self, code: ErrorCode, reconnect_after_ms: u64) {
+        self.reconnect_hint_ms = reconnect_after_ms;
+        self.kill(code);
+    }
+
+    /// How long a client told to go away should wait before coming back.
+    pub fn reconnect_hint_ms(&self) -> u64 {
+        self.reconnect_hint_ms
     }
 
     /// Why the connection must close, if it must.

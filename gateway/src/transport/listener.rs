@@ -47,19 +47,22 @@ pub fn resolve_port_zero(addr: SocketAddr, kind: Type) -> std::io::Result<Socket
 #[derive(Default)]
 pub struct WorkerListeners {
     /// Plain WebSocket.
-    pub ws: Option<std::net::TcpListener>,
+    pub ws: Vec<std::net::TcpListener>,
     /// WebSocket over TLS, with the acceptor shared by all workers.
-    pub wss: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    pub wss: Vec<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     /// QUIC, with the server configuration shared by all workers.
-    pub quic: Option<(std::net::UdpSocket, quinn::ServerConfig)>,
+    pub quic: Vec<(std::net::UdpSocket, quinn::ServerConfig)>,
+    /// The stateless-reset key every QUIC endpoint shares (also with the
+    /// next process after an upgrade).
+    pub quic_reset_key: [u8; 32],
 }
 
 impl std::fmt::Debug for WorkerListeners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerListeners")
             .field("ws", &self.ws)
-            .field("wss", &self.wss.as_ref().map(|(l, _)| l))
-            .field("quic", &self.quic.as_ref().map(|(s, _)| s))
+            .field("wss", &self.wss.len())
+            .field("quic", &self.quic.len())
             .finish()
     }
 }
@@ -67,7 +70,7 @@ impl std::fmt::Debug for WorkerListeners {
 impl WorkerListeners {
     /// Starts an accept task per listener on the current worker.
     pub fn spawn_accept_loops(self, worker: &Rc<Worker>) {
-        if let Some(ws) = self.ws {
+        for ws in self.ws {
             match tokio::net::TcpListener::from_std(ws) {
                 Ok(listener) => {
                     tokio::task::spawn_local(accept_ws(worker.clone(), listener));
@@ -75,7 +78,7 @@ impl WorkerListeners {
                 Err(e) => tracing::error!(worker = worker.index, "cannot use ws listener: {e}"),
             }
         }
-        if let Some((wss, acceptor)) = self.wss {
+        for (wss, acceptor) in self.wss {
             match tokio::net::TcpListener::from_std(wss) {
                 Ok(listener) => {
                     tokio::task::spawn_local(accept_wss(worker.clone(), listener, acceptor));
@@ -83,12 +86,18 @@ impl WorkerListeners {
                 Err(e) => tracing::error!(worker = worker.index, "cannot use wss listener: {e}"),
             }
         }
-        if let Some((socket, config)) = self.quic {
-            match crate::transport::quic::endpoint(worker.index, socket, config) {
+        for (socket, config) in self.quic {
+            match crate::transport::quic::endpoint(
+                worker.index,
+                socket,
+                config.clone(),
+                &self.quic_reset_key,
+            ) {
                 Ok(endpoint) => {
                     tokio::task::spawn_local(crate::transport::quic::accept_loop(
                         worker.clone(),
                         endpoint,
+                        config,
                     ));
                 }
                 Err(e) => tracing::error!(worker = worker.index, "cannot start QUIC endpoint: {e}"),
@@ -103,7 +112,7 @@ async fn accept_wss(
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let mut phase = worker.shared.phase.clone();
-    loop {
+    while accepting(&mut phase).await {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
@@ -127,14 +136,26 @@ async fn accept_wss(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            _ = phase.wait_for(|p| p.stops_accepting()) => break,
+            _ = phase.wait_for(|p| !p.is_accepting()) => {}
         }
+    }
+}
+
+/// Waits until the phase allows accepting; `false` when the listener must
+/// close for good.
+pub async fn accepting(phase: &mut tokio::sync::watch::Receiver<crate::phase::Phase>) -> bool {
+    match phase
+        .wait_for(|p| p.is_accepting() || p.stops_accepting())
+        .await
+    {
+        Ok(p) => p.is_accepting(),
+        Err(_) => false,
     }
 }
 
 async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
     let mut phase = worker.shared.phase.clone();
-    loop {
+    while accepting(&mut phase).await {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -148,7 +169,7 @@ async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            _ = phase.wait_for(|p| p.stops_accepting()) => break,
+            _ = phase.wait_for(|p| !p.is_accepting()) => {}
         }
     }
 }

@@ -65,17 +65,25 @@ pub fn bind_udp_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std
     let all = (0..count)
         .map(|_| bind_udp_reuseport(addr))
         .collect::<std::io::Result<Vec<_>>>()?;
-    if count > 1
-        && let Err(e) = attach_cid_steering(&all[0], count)
-    {
-        tracing::warn!(
-            "QUIC connection-ID steering unavailable ({e}); clients that change address may have to reconnect"
-        );
+    if count > 1 {
+        steer_group(&all[0], count);
     }
     Ok(all)
 }
 
-fn bind_udp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// Attaches (or replaces) the steering program of a reuseport group for
+/// `workers` workers; a failure is logged, since QUIC still works without
+/// it for clients that keep their address.
+pub fn steer_group(socket: &std::net::UdpSocket, workers: usize) {
+    if let Err(e) = attach_cid_steering(socket, workers) {
+        tracing::warn!(
+            "QUIC connection-ID steering unavailable ({e}); clients that change address may have to reconnect"
+        );
+    }
+}
+
+/// Binds one UDP socket that joins the reuseport group on `addr`.
+pub fn bind_udp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
@@ -176,8 +184,10 @@ pub fn endpoint(
     index: usize,
     socket: std::net::UdpSocket,
     config: quinn::ServerConfig,
+    reset_key: &[u8; 32],
 ) -> std::io::Result<quinn::Endpoint> {
-    let mut endpoint_config = EndpointConfig::default();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
+    let mut endpoint_config = EndpointConfig::new(Arc::new(key));
     let worker = u8::try_from(index % 256).unwrap_or(0);
     endpoint_config.cid_generator(move || Box::new(WorkerCids { worker }));
     quinn::Endpoint::new(
@@ -188,10 +198,17 @@ pub fn endpoint(
     )
 }
 
-/// Accepts QUIC connections until the gateway stops accepting.
-pub async fn accept_loop(worker: Rc<Worker>, endpoint: quinn::Endpoint) {
+/// Accepts QUIC connections until the gateway stops accepting. While
+/// paused (upgrade) the endpoint refuses new connections but keeps
+/// serving the ones it has.
+pub async fn accept_loop(
+    worker: Rc<Worker>,
+    endpoint: quinn::Endpoint,
+    config: quinn::ServerConfig,
+) {
     let mut phase = worker.shared.phase.clone();
-    loop {
+    while crate::transport::listener::accepting(&mut phase).await {
+        endpoint.set_server_config(Some(config.clone()));
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
@@ -199,9 +216,10 @@ pub async fn accept_loop(worker: Rc<Worker>, endpoint: quinn::Endpoint) {
                 }
                 None => break,
             },
-            _ = phase.wait_for(|p| p.stops_accepting()) => break,
+            _ = phase.wait_for(|p| !p.is_accepting()) => endpoint.set_server_config(None),
         }
     }
+    endpoint.set_server_config(None);
     // Keep the endpoint (and so the connections) alive until they close.
     endpoint.wait_idle().await;
 }
