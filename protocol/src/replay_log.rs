@@ -428,6 +428,26 @@ mod tests {
     }
 
     #[test]
+    fn resume_after_from_parts_beyond_acked() {
+        // A migrated log restarts `sent` at `acked`, but the client may
+        // already hold later messages.
+        let e = |seq| Entry {
+            seq,
+            channel: chan(),
+            channel_offset: seq,
+            payload: Bytes::from_static(b"x"),
+        };
+        let mut l =
+            ReplayLog::from_parts(ReplayLimits::default(), 5, 2, vec![e(3), e(4), e(5)], false)
+                .unwrap();
+        l.resume_from(4).unwrap();
+        assert_eq!(l.unsent().map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(l.unsent_bytes(), l.held_bytes());
+        l.mark_sent(5);
+        assert_eq!(l.unsent_bytes(), 0);
+    }
+
+    #[test]
     fn from_parts_checks_continuity() {
         let e = |seq| Entry {
             seq,
