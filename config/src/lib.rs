@@ -1,5 +1,5 @@
 //! Ferry gateway configuration: the schema, its embedded defaults, its
-//! validation and environment overrides.
+//! validation, environment overrides, and reload diffs.
 //!
 //! This crate owns what an operator can configure and every rule a value
 //! must obey. It does no I/O beyond reading the one file it is given and the
@@ -26,7 +26,8 @@
 //!   (`"30s"`, `"250ms"`);
 //! - `validate.rs`: every rule, reporting every problem with its field path;
 //! - [`sections`]: the typed [`Config`] the gateway reads;
-//! - [`env`](mod@env): `FERRY_<SECTION>_<FIELD>` overrides.
+//! - [`env`](mod@env): `FERRY_<SECTION>_<FIELD>` overrides;
+//! - [`diff`]: which changes a reload applies live and which need a restart.
 //!
 //! Every key is optional: `Config::default()` is the embedded default and
 //! equals what an empty file gives. `config/gateway.toml` lists every key
@@ -45,6 +46,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod diff;
 pub mod env;
 pub mod error;
 mod introspect;
@@ -55,6 +57,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use diff::ConfigDiff;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use sections::{
     Algorithm, Auth, AuthMode, Channels, Config, HttpPath, JwtKey, KeyMaterial, Limits, Listen,
@@ -95,6 +98,12 @@ impl Config {
             })?),
         };
         build(text.as_deref(), env)
+    }
+
+    /// What differs from `self` in `new`, split into what a reload applies
+    /// live and what needs a restart.
+    pub fn diff(&self, new: &Config) -> ConfigDiff {
+        diff::diff(self, new)
     }
 }
 
