@@ -74,6 +74,12 @@ pub struct Settings {
     pub ws_write_buffer: usize,
     /// Hard cap of the tungstenite write buffer.
     pub ws_max_write_buffer: usize,
+    /// Publishes per second per session (`None`: unlimited).
+    pub publish_rate: Option<u32>,
+    /// Publishes a session may send in a burst above the rate.
+    pub publish_burst: u32,
+    /// Log filter (EnvFilter syntax).
+    pub log_level: String,
 }
 
 impl Default for Settings {
@@ -110,6 +116,102 @@ impl Default for Settings {
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 4 * 1024,
             ws_max_write_buffer: 1024 * 1024,
+            publish_rate: None,
+            publish_burst: 100,
+            log_level: "info".to_owned(),
         }
+    }
+}
+
+impl Settings {
+    /// The settings a validated configuration describes.
+    pub fn from_config(c: &ferry_config::Config) -> Self {
+        Self {
+            workers: c.server.workers.count(),
+            ws_listen: c.listen.ws,
+            ws_path: c.listen.ws_path.as_str().to_owned(),
+            wss_listen: c.listen.wss,
+            quic_listen: c.listen.quic,
+            ops_listen: Some(c.listen.ops),
+            data_dir: c.server.data_dir.clone(),
+            drain_timeout: c.server.drain_timeout,
+            decode: DecodeLimits {
+                max_frame_size: c.limits.max_frame_size.as_usize(),
+                max_channel_len: c.limits.max_channel_len,
+            },
+            max_subscriptions: c.limits.max_subscriptions,
+            max_connections: c.limits.max_connections,
+            outbound_queue_bytes: c.limits.outbound_queue.as_usize(),
+            handshake_timeout: c.session.handshake_timeout,
+            heartbeat_interval: c.session.heartbeat_interval,
+            heartbeat_timeout: c.session.heartbeat_timeout,
+            resume_window: c.session.resume_window,
+            replay: ReplayLimits {
+                max_messages: c.session.replay_max_messages,
+                max_bytes: c.session.replay_max_bytes.as_usize(),
+            },
+            history_messages: c.channels.history_messages,
+            history_bytes: c.channels.history_bytes.as_usize(),
+            tls_cert: match &c.tls {
+                ferry_config::Tls::SelfSigned => None,
+                ferry_config::Tls::Files { cert, key } => Some((cert.clone(), key.clone())),
+            },
+            quic_idle_timeout: c.quic.idle_timeout,
+            quic_keep_alive: c.quic.keep_alive_interval,
+            quic_stream_receive_window: c.quic.stream_receive_window.as_usize(),
+            quic_receive_window: c.quic.receive_window.as_usize(),
+            quic_send_window: c.quic.send_window.as_usize(),
+            control_socket: c.listen.control_socket.clone(),
+            upgrade_reconnect_rate: c.upgrade.reconnect_rate.get(),
+            upgrade_deadline: c.upgrade.drain_deadline,
+            ws_read_buffer: c.websocket.read_buffer.as_usize(),
+            ws_write_buffer: c.websocket.write_buffer.as_usize(),
+            ws_max_write_buffer: c.websocket.max_write_buffer.as_usize(),
+            publish_rate: c.limits.publish_rate.map(|r| r.get()),
+            publish_burst: c.limits.publish_burst.get(),
+            log_level: c.log.level.as_str().to_owned(),
+        }
+    }
+
+    /// These settings with the fields that cannot change in a running
+    /// process (listeners, workers, data directory) taken from `running`.
+    pub fn keeping_fixed_fields_of(mut self, running: &Settings) -> Self {
+        self.workers = running.workers;
+        self.ws_listen = running.ws_listen;
+        self.ws_path = running.ws_path.clone();
+        self.wss_listen = running.wss_listen;
+        self.quic_listen = running.quic_listen;
+        self.ops_listen = running.ops_listen;
+        self.data_dir = running.data_dir.clone();
+        self.control_socket = running.control_socket.clone();
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_defaults_match_the_settings_defaults_where_they_overlap() {
+        let from_config = Settings::from_config(&ferry_config::Config::default());
+        let d = Settings::default();
+        assert_eq!(from_config.ws_listen, d.ws_listen);
+        assert_eq!(from_config.quic_listen, d.quic_listen);
+        assert_eq!(from_config.decode, d.decode);
+        assert_eq!(from_config.replay, d.replay);
+        assert_eq!(from_config.resume_window, d.resume_window);
+        assert_eq!(from_config.outbound_queue_bytes, d.outbound_queue_bytes);
+    }
+
+    #[test]
+    fn fixed_fields_survive_a_reload() {
+        let running = Settings::default();
+        let mut next = Settings::default();
+        next.ws_listen = "127.0.0.1:1".parse().unwrap();
+        next.max_subscriptions = 3;
+        let applied = next.keeping_fixed_fields_of(&running);
+        assert_eq!(applied.ws_listen, running.ws_listen);
+        assert_eq!(applied.max_subscriptions, 3);
     }
 }

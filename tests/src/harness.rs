@@ -39,6 +39,13 @@ impl GatewayOptions {
         self
     }
 
+    /// Starts with a configuration file.
+    pub fn config(mut self, path: &std::path::Path) -> Self {
+        self.args.push("--config".to_owned());
+        self.args.push(path.display().to_string());
+        self
+    }
+
     /// Sets the worker count.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
@@ -196,6 +203,18 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits (at most 10 s) until the log contains `needle` `count` times.
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log().matches(needle).count() < count {
+            if Instant::now() >= deadline {
+                bail!("log never showed {needle:?} {count} times:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// The gateway's log so far.

@@ -123,6 +123,7 @@ pub async fn run<T: FrameIo>(
                 conn,
                 scratch: BytesMut::new(),
                 control: Vec::new(),
+                rate: PublishRate::new(worker.settings().publish_burst),
             };
             connection.serve(&mut io).await
         }
@@ -201,6 +202,36 @@ struct Connection<'a> {
     conn: u64,
     scratch: BytesMut,
     control: Vec<Frame>,
+    rate: PublishRate,
+}
+
+/// A token bucket for one connection's publishes.
+#[derive(Debug)]
+struct PublishRate {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl PublishRate {
+    fn new(burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a token if one is left at `per_second` with `burst`.
+    fn allow(&mut self, per_second: u32, burst: u32, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Connection<'_> {
@@ -408,6 +439,25 @@ impl Connection<'_> {
                 self.worker.counters.borrow_mut().duplicate_publishes += 1;
             }
             Disposition::Accept => {
+                let settings = self.worker.settings();
+                if let Some(per_second) = settings.publish_rate
+                    && !self
+                        .rate
+                        .allow(per_second, settings.publish_burst, Instant::now())
+                {
+                    // Counted as processed (client_seq consumed), not
+                    // published: the ERROR precedes the PUBACK.
+                    crate::metrics::count_error(ErrorCode::RateLimited);
+                    return self.with_session(|s| {
+                        s.push_control(Frame::error(
+                            ErrorCode::RateLimited,
+                            client_seq,
+                            format!("more than {per_second} publishes per second"),
+                        ));
+                        s.puback_due();
+                        Ok(())
+                    });
+                }
                 self.worker.counters.borrow_mut().publishes += 1;
                 let owner = owner_of(&channel, self.worker.mesh.len());
                 let msg = SequencerMsg::Publish {
@@ -504,5 +554,22 @@ impl Connection<'_> {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut r = PublishRate::new(3);
+        r.refilled = t0;
+        assert!((0..3).all(|_| r.allow(10, 3, t0)));
+        assert!(!r.allow(10, 3, t0));
+        assert!(r.allow(10, 3, t0 + Duration::from_millis(100)));
+        assert!(!r.allow(10, 3, t0 + Duration::from_millis(100)));
     }
 }

@@ -353,14 +353,15 @@ impl Session {
         self.wake();
     }
 
-    /// Takes the queued control frames, with a coalesced PUBACK first.
+    /// Takes the queued control frames, then a coalesced PUBACK: an ERROR
+    /// rejecting a publish always precedes the PUBACK that covers it.
     pub fn take_control(&mut self, out: &mut Vec<Frame>) {
+        out.extend(self.control.drain(..));
         if std::mem::take(&mut self.puback_due) {
             out.push(Frame::PubAck {
                 client_seq: self.inbound.last(),
             });
         }
-        out.extend(self.control.drain(..));
     }
 
     /// Asks the connection to close with `code`.
@@ -489,6 +490,18 @@ mod tests {
         assert_eq!(back.subscriptions()[0].last_offset, 1);
         assert!(back.secret_matches(&ResumeSecret([2; 32])));
         assert!(!back.secret_matches(&ResumeSecret([3; 32])));
+    }
+
+    #[test]
+    fn an_error_for_a_publish_comes_before_the_puback_covering_it() {
+        let mut s = session();
+        s.inbound_mut().check(1).unwrap();
+        s.push_control(Frame::error(ErrorCode::RateLimited, 1, "slow down"));
+        s.puback_due();
+        let mut out = Vec::new();
+        s.take_control(&mut out);
+        assert!(matches!(out[0], Frame::Error { reference: 1, .. }));
+        assert_eq!(out[1], Frame::PubAck { client_seq: 1 });
     }
 
     #[test]

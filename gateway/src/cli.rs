@@ -1,0 +1,201 @@
+//! The command line: `gateway [--config FILE]`, `gateway check-config
+//! FILE`. Errors are reported in words an operator can act on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferry_config::Config;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
+
+use crate::server;
+use crate::settings::Settings;
+
+/// Ferry: a real-time messaging gateway.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without one the embedded defaults apply;
+    /// `FERRY_<SECTION>_<FIELD>` variables override single fields.
+    #[arg(long, env = "FERRY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// WebSocket listen address (overrides the configuration).
+    #[arg(long)]
+    ws: Option<std::net::SocketAddr>,
+    /// QUIC listen address (overrides the configuration).
+    #[arg(long)]
+    quic: Option<std::net::SocketAddr>,
+    /// WSS listen address (overrides the configuration).
+    #[arg(long)]
+    wss: Option<std::net::SocketAddr>,
+    /// Number of workers (overrides the configuration).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Data directory (development certificate, control socket).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Take over the listening sockets and sessions of the gateway that
+    /// runs on the control socket (zero-downtime upgrade).
+    #[arg(long)]
+    takeover: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file: exit 0, or print every problem.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Command-line overrides win over the file, also after a reload.
+    fn apply_overrides(&self, settings: &mut Settings) {
+        if let Some(ws) = self.ws {
+            settings.ws_listen = ws;
+        }
+        if let Some(quic) = self.quic {
+            settings.quic_listen = Some(quic);
+        }
+        if let Some(wss) = self.wss {
+            settings.wss_listen = Some(wss);
+        }
+        if let Some(w) = self.workers.filter(|w| *w > 0) {
+            settings.workers = w;
+        }
+        if let Some(dir) = &self.data_dir {
+            settings.control_socket = dir.join("control.sock");
+            settings.data_dir = dir.clone();
+        }
+    }
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!(
+                "gateway: the configuration{} is invalid:\n{errors}",
+                describe(cli.config.as_deref())
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let (filter, filter_handle) = reload::Layer::new(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(config.log.level.as_str())),
+    );
+    let json = config.log.format == ferry_config::LogFormat::Json;
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
+    }
+    if config.auth.mode == ferry_config::AuthMode::None {
+        tracing::warn!(
+            "auth.mode = \"none\": any client may subscribe and publish to any channel; use auth.mode = \"jwt\" in production"
+        );
+    }
+    let mut settings = Settings::from_config(&config);
+    cli.apply_overrides(&mut settings);
+    let mode = server::StartMode {
+        takeover: cli.takeover,
+    };
+    let reloader = reloader(cli, config, settings.clone(), filter_handle);
+    match server::run(settings, reloader, mode) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn describe(path: Option<&Path>) -> String {
+    path.map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match Config::load(Some(file)) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!(
+                "{}: {} problem{}:\n{errors}",
+                file.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Builds the SIGHUP handler: re-read and validate the file; on success
+/// return the new settings (fields that need a restart keep their running
+/// values and are reported); on failure keep everything and say why.
+fn reloader(
+    cli: Cli,
+    mut running_config: Config,
+    mut running: Settings,
+    filter: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+) -> server::Reloader {
+    Box::new(move || {
+        let next_config = match Config::load(cli.config.as_deref()) {
+            Ok(c) => c,
+            Err(errors) => {
+                metrics::counter!("ferry_config_reloads_total", "outcome" => "invalid")
+                    .increment(1);
+                return Err(format!(
+                    "the configuration{} is invalid:\n{errors}",
+                    describe(cli.config.as_deref())
+                ));
+            }
+        };
+        let diff = running_config.diff(&next_config);
+        if !diff.needs_restart.is_empty() {
+            tracing::warn!(
+                fields = ?diff.needs_restart,
+                "these settings cannot change in a running gateway; they apply after an upgrade (gateway --takeover)"
+            );
+        }
+        let mut next = Settings::from_config(&next_config);
+        cli.apply_overrides(&mut next);
+        let next = next.keeping_fixed_fields_of(&running);
+        if next.log_level != running.log_level {
+            match EnvFilter::try_new(&next.log_level) {
+                Ok(f) => {
+                    let _ = filter.reload(f);
+                }
+                Err(e) => tracing::error!("log level not changed: {e}"),
+            }
+        }
+        tracing::info!(changed = ?diff.changed, "configuration reloaded");
+        metrics::counter!("ferry_config_reloads_total", "outcome" => "applied").increment(1);
+        running_config = next_config;
+        running = next.clone();
+        Ok(next)
+    })
+}

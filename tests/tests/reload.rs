@@ -1,0 +1,125 @@
+//! Configuration files, `check-config`, and live reload on SIGHUP.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use bytes::Bytes;
+use ferry_protocol::{ChannelName, ErrorCode, Frame};
+use ferry_tests::gateway_bin;
+use ferry_tests::harness::{Gateway, GatewayOptions};
+use ferry_tests::raw::RawClient;
+
+fn example_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml")
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("ferry-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn publish(client_seq: u64, size: usize) -> Frame {
+    Frame::Publish {
+        client_seq,
+        channel: ChannelName::parse("big").expect("channel"),
+        payload: Bytes::from(vec![7u8; size]),
+    }
+}
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_problem_of_a_broken_file() {
+    let ok = Command::new(gateway_bin!())
+        .arg("check-config")
+        .arg(example_config())
+        .output()
+        .expect("run");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let broken = temp_file(
+        "broken.toml",
+        "[limits]\nmax_frame_size = 0\nmax_subscriptions = 0\n[session]\nheartbeat_interval = \"90s\"\nheartbeat_timeout = \"60s\"\n[nonsense]\nx = 1\n",
+    );
+    let out = Command::new(gateway_bin!())
+        .arg("check-config")
+        .arg(&broken)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for path in [
+        "limits.max_frame_size",
+        "limits.max_subscriptions",
+        "session.heartbeat_timeout",
+        "nonsense",
+    ] {
+        assert!(stderr.contains(path), "missing {path} in:\n{stderr}");
+    }
+    let _ = std::fs::remove_file(broken);
+}
+
+#[test]
+fn the_gateway_refuses_to_start_on_an_invalid_file() {
+    let broken = temp_file("refuse.toml", "[limits]\nmax_frame_size = \"1B\"\n");
+    let out = Command::new(gateway_bin!())
+        .arg("--config")
+        .arg(&broken)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.max_frame_size"));
+    let _ = std::fs::remove_file(broken);
+}
+
+#[tokio::test]
+async fn a_reloaded_limit_applies_to_existing_connections_and_a_bad_file_changes_nothing() {
+    let file = temp_file("live.toml", "[limits]\nmax_frame_size = \"64KiB\"\n");
+    let gw =
+        Gateway::start(gateway_bin!(), GatewayOptions::default().config(&file)).expect("start");
+    let (mut big, _) = RawClient::handshake(&gw.ws_url()).await.expect("hs");
+    let (mut bystander, _) = RawClient::handshake(&gw.ws_url()).await.expect("hs");
+    big.send(&publish(1, 40 * 1024)).await.expect("send");
+    assert_eq!(
+        big.recv().await.expect("recv"),
+        Some(Frame::PubAck { client_seq: 1 })
+    );
+
+    // A broken file: refused, counted, nothing changes.
+    std::fs::write(&file, "[limits]\nmax_frame_size = 0\n").expect("write");
+    gw.signal(libc::SIGHUP);
+    gw.wait_for_log("reload failed", 1).expect("failure logged");
+    big.send(&publish(2, 40 * 1024)).await.expect("send");
+    assert_eq!(
+        big.recv().await.expect("recv"),
+        Some(Frame::PubAck { client_seq: 2 })
+    );
+
+    // A valid lower limit: the same connection's next big frame is refused.
+    std::fs::write(
+        &file,
+        "[limits]\nmax_frame_size = \"16KiB\"\noutbound_queue = \"256KiB\"\n",
+    )
+    .expect("write");
+    gw.signal(libc::SIGHUP);
+    gw.wait_for_log("configuration reloaded", 1)
+        .expect("reload logged");
+    big.send(&publish(3, 40 * 1024)).await.expect("send");
+    assert_eq!(
+        big.expect_error().await.expect("error"),
+        ErrorCode::FrameTooLarge.as_u16()
+    );
+    // Nobody else was disconnected by the reload.
+    bystander
+        .send(&Frame::Ping { nonce: 9 })
+        .await
+        .expect("ping");
+    assert_eq!(
+        bystander.recv().await.expect("recv"),
+        Some(Frame::Pong { nonce: 9 })
+    );
+    let _ = std::fs::remove_file(file);
+}
