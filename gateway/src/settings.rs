@@ -207,9 +207,11 @@ mod tests {
     #[test]
     fn fixed_fields_survive_a_reload() {
         let running = Settings::default();
-        let mut next = Settings::default();
-        next.ws_listen = "127.0.0.1:1".parse().unwrap();
-        next.max_subscriptions = 3;
+        let next = Settings {
+            ws_listen: "127.0.0.1:1".parse().unwrap(),
+            max_subscriptions: 3,
+            ..Settings::default()
+        };
         let applied = next.keeping_fixed_fields_of(&running);
         assert_eq!(applied.ws_listen, running.ws_listen);
         assert_eq!(applied.max_subscriptions, 3);
