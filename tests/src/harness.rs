@@ -20,6 +20,9 @@ pub struct GatewayOptions {
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Use this data directory (shared with another gateway for an
+    /// upgrade) instead of a fresh one.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayOptions {
@@ -28,6 +31,7 @@ impl Default for GatewayOptions {
             workers: 2,
             args: Vec::new(),
             env: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -43,6 +47,13 @@ impl GatewayOptions {
     pub fn config(mut self, path: &std::path::Path) -> Self {
         self.args.push("--config".to_owned());
         self.args.push(path.display().to_string());
+        self
+    }
+
+    /// Takes over from the gateway that uses `data_dir`.
+    pub fn takeover_from(mut self, data_dir: &std::path::Path) -> Self {
+        self.data_dir = Some(data_dir.to_path_buf());
+        self.args.push("--takeover".to_owned());
         self
     }
 
@@ -75,11 +86,13 @@ impl Gateway {
             NEXT_LOG.fetch_add(1, Ordering::Relaxed)
         ));
         let stderr = std::fs::File::create(&log).context("create gateway log")?;
-        let data_dir = std::env::temp_dir().join(format!(
-            "ferry-test-data-{}-{}",
-            std::process::id(),
-            NEXT_LOG.fetch_add(1, Ordering::Relaxed)
-        ));
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "ferry-test-data-{}-{}",
+                std::process::id(),
+                NEXT_LOG.fetch_add(1, Ordering::Relaxed)
+            ))
+        });
         let mut cmd = Command::new(bin);
         cmd.arg("--ws")
             .arg("127.0.0.1:0")
