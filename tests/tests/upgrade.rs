@@ -167,3 +167,146 @@ async fn a_takeover_that_dies_rolls_back() {
         Some(Frame::Pong { nonce: 1 })
     );
 }
+
+/// Plays the old process on the control socket, to hold the takeover at
+/// the point where a client has already reconnected to the new process
+/// but its session has not been shipped. (Multi-thread runtime: the fake
+/// old process runs while the test blocks starting the new one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reconnects_before_its_session_moved_gets_it_pulled() {
+    use ferry_protocol::replay_log::Entry;
+    use ferry_protocol::{ResumeSecret, SessionId};
+    use gateway::session::state::SessionSnapshot;
+    use gateway::upgrade::fd_transfer::send_fds;
+    use gateway::upgrade::wire::{ChannelSnapshot, ControlFrame, read_frame, write_frame};
+    use std::os::fd::AsRawFd;
+
+    let data_dir = std::env::temp_dir().join(format!("ferry-fake-old-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    let control_path = data_dir.join("control.sock");
+    let _ = std::fs::remove_file(&control_path);
+    let control = tokio::net::UnixListener::bind(&control_path).expect("bind control");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+
+    let fake_old = tokio::spawn(async move {
+        let (stream, _) = control.accept().await.expect("accept");
+        let (mut r, mut w) = stream.into_split();
+        assert!(matches!(
+            read_frame(&mut r).await.expect("hello"),
+            ControlFrame::Hello { .. }
+        ));
+        let listeners = ControlFrame::Listeners {
+            reset_key: [0; 32],
+            ws: 1,
+            wss: 0,
+            quic: 0,
+        };
+        write_frame(&mut w, &listeners).await.expect("listeners");
+        w.as_ref().writable().await.expect("writable");
+        send_fds(w.as_ref(), &[listener.as_raw_fd()]).expect("fds");
+        // Wait for the pull of the session the client resumes.
+        let ControlFrame::Pull { id, secret } = read_frame(&mut r).await.expect("pull") else {
+            panic!("expected a pull");
+        };
+        let channel = ChannelName::parse("upgrade").expect("channel");
+        let entry = |seq, offset| Entry {
+            seq,
+            channel: channel.clone(),
+            channel_offset: offset,
+            payload: Bytes::from(vec![seq as u8]),
+        };
+        let snapshot = SessionSnapshot {
+            id,
+            secret,
+            user: None,
+            last_seq: 3,
+            acked: 1,
+            entries: vec![entry(2, 5), entry(3, 6)],
+            overflowed: false,
+            last_client_seq: 7,
+            subscriptions: vec![(channel.clone(), 6)],
+        };
+        write_frame(
+            &mut w,
+            &ControlFrame::Pulled {
+                id,
+                snapshot: Some(Box::new(snapshot)),
+            },
+        )
+        .await
+        .expect("pulled");
+        let channels = vec![ChannelSnapshot {
+            channel,
+            last_offset: 6,
+            history: vec![(5, Bytes::from_static(b"e")), (6, Bytes::from_static(b"f"))],
+        }];
+        write_frame(&mut w, &ControlFrame::Channels(channels))
+            .await
+            .expect("channels");
+        write_frame(&mut w, &ControlFrame::Done { sessions: 0 })
+            .await
+            .expect("done");
+        assert!(matches!(
+            read_frame(&mut r).await.expect("commit"),
+            ControlFrame::Committed
+        ));
+        drop(listener);
+    });
+
+    let new = Gateway::start(
+        gateway_bin!(),
+        GatewayOptions::default().takeover_from(&data_dir),
+    )
+    .expect("new");
+    assert_eq!(new.ws.port(), port, "serves the inherited socket");
+    let welcome = ferry_protocol::Welcome {
+        session_id: SessionId([42; 16]),
+        resume_secret: ResumeSecret([43; 32]),
+        outcome: WelcomeOutcome::New,
+        heartbeat_interval_ms: 0,
+        resume_window_ms: 0,
+        max_frame_size: 0,
+        max_subscriptions: 0,
+        last_client_seq: 0,
+    };
+    let (mut c, again) = RawClient::resume(&new.ws_url(), &welcome, 1)
+        .await
+        .expect("resume");
+    assert_eq!(again.outcome, WelcomeOutcome::Resumed);
+    assert_eq!(again.last_client_seq, 7);
+    for want in [2u64, 3] {
+        match c.recv().await.expect("recv") {
+            Some(Frame::Message {
+                seq,
+                channel_offset,
+                ..
+            }) => assert_eq!((seq, channel_offset), (want, want + 3)),
+            other => panic!("expected a replayed MESSAGE, got {other:?}"),
+        }
+    }
+    fake_old.await.expect("fake old process");
+    // The channel continues at the old offsets on the new process.
+    c.send(&Frame::Publish {
+        client_seq: 8,
+        channel: chan(),
+        payload: Bytes::from_static(b"g"),
+    })
+    .await
+    .expect("publish");
+    loop {
+        match c.recv().await.expect("recv") {
+            Some(Frame::Message {
+                seq,
+                channel_offset,
+                ..
+            }) => {
+                assert_eq!((seq, channel_offset), (4, 7));
+                break;
+            }
+            Some(Frame::PubAck { .. }) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(data_dir);
+}

@@ -97,18 +97,27 @@ pub fn take_sockets(path: &Path) -> Result<Inherited, TakeoverError> {
         )));
     }
     let mut take = |n: u64| -> Vec<OwnedFd> { fds.by_ref().take(n as usize).collect() };
-    let ws = take(ws)
-        .into_iter()
-        .map(std::net::TcpListener::from)
-        .collect();
-    let wss = take(wss)
-        .into_iter()
-        .map(std::net::TcpListener::from)
-        .collect();
+    // tokio needs non-blocking sockets; do not rely on the sender.
+    let unusable = |e: std::io::Error| proto(format!("cannot use a received socket: {e}"));
+    let tcp = |fds: Vec<OwnedFd>| -> Result<Vec<std::net::TcpListener>, TakeoverError> {
+        fds.into_iter()
+            .map(|fd| {
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true).map_err(unusable)?;
+                Ok(l)
+            })
+            .collect()
+    };
+    let ws = tcp(take(ws))?;
+    let wss = tcp(take(wss))?;
     let quic = take(quic)
         .into_iter()
-        .map(std::net::UdpSocket::from)
-        .collect();
+        .map(|fd| {
+            let s = std::net::UdpSocket::from(fd);
+            s.set_nonblocking(true).map_err(unusable)?;
+            Ok(s)
+        })
+        .collect::<Result<Vec<_>, TakeoverError>>()?;
     Ok(Inherited {
         ws,
         wss,
