@@ -36,6 +36,9 @@ use crate::frame::{Frame, SessionId};
 const BURST: usize = 64;
 /// Bound on a graceful close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// After GOAWAY the connection is read until the server closes it, at most
+/// this long.
+const GOAWAY_DRAIN: Duration = Duration::from_secs(5);
 
 type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 
@@ -129,7 +132,7 @@ enum End {
     Lost(ClientError),
     /// `kill_transport`: abandon the transport without closing it.
     Killed,
-    /// GOAWAY: reconnect after the server's delay.
+    /// GOAWAY, then the server closed: reconnect after the server's delay.
     GoAway(Duration),
     /// Closed by the application, all handles dropped, or a terminal error.
     Stop(Option<ClientError>),
@@ -157,6 +160,11 @@ pub(crate) struct Driver {
     zombie: Option<Conn>,
     /// Consecutive connection attempts without WELCOME.
     attempt: u32,
+    /// GOAWAY received: the server's delay, and until when to keep reading.
+    goaway: Option<(Duration, Instant)>,
+    /// last_received_seq when the server last broke the protocol: the same
+    /// failure at the same point after a resume stops the client.
+    protocol_failure_at: Option<u64>,
     out: Vec<Frame>,
 }
 
@@ -191,6 +199,8 @@ impl Driver {
             close_reply: None,
             zombie: None,
             attempt: 0,
+            goaway: None,
+            protocol_failure_at: None,
             out: Vec::new(),
         }
     }
@@ -204,6 +214,11 @@ impl Driver {
             self.shared.set_endpoint(conn.quic_endpoint().cloned());
             let end = self.drive(&mut conn).await;
             self.shared.set_endpoint(None);
+            let end = match (end, self.goaway.take()) {
+                // The close that GOAWAY announced.
+                (End::Lost(_), Some((after, _))) => End::GoAway(after),
+                (end, _) => end,
+            };
             let delay = match end {
                 End::Stop(error) => {
                     self.finish(Some(conn), error).await;
@@ -214,6 +229,11 @@ impl Driver {
                     self.session.transport_lost(error.to_string());
                     if let Some(ready) = self.ready.take() {
                         let _ = ready.send(Err(error));
+                        self.finish(Some(conn), None).await;
+                        return;
+                    }
+                    if self.is_repeated_violation(&error) {
+                        tracing::warn!(%error, "the server repeats a protocol violation; stopping");
                         self.finish(Some(conn), None).await;
                         return;
                     }
@@ -241,6 +261,16 @@ impl Driver {
         }
     }
 
+    /// A frame the server sends that breaks the protocol is replayed by a
+    /// resume: after one retry at the same point, stop (PROTOCOL.md §4.16).
+    fn is_repeated_violation(&mut self, error: &ClientError) -> bool {
+        if !matches!(error, ClientError::Protocol(_)) {
+            return false;
+        }
+        let at = self.session.stats().last_received_seq;
+        self.protocol_failure_at.replace(at) == Some(at)
+    }
+
     /// Full-jitter backoff before the next attempt.
     fn backoff(&self) -> Duration {
         self.config
@@ -257,10 +287,13 @@ impl Driver {
             if let Err(error) = self.flush(conn).await {
                 return End::Lost(error);
             }
-            self.publish_snapshot();
             let reading = self.backlog.is_empty();
             self.session.set_reading(reading, Instant::now());
-            let deadline = self.session.poll_timeout();
+            let drain_until = self.goaway.map(|(_, until)| until);
+            let deadline = match (self.session.poll_timeout(), drain_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = tokio::time::sleep_until(
                 deadline
                     .map(tokio::time::Instant::from_std)
@@ -297,7 +330,11 @@ impl Driver {
                     }
                 }
                 () = sleep, if deadline.is_some() => {
-                    if let Err(error) = self.session.handle_timeout(Instant::now()) {
+                    let now = Instant::now();
+                    if drain_until.is_some_and(|until| now >= until) {
+                        return End::Lost(ClientError::Timeout("the close after GOAWAY"));
+                    }
+                    if let Err(error) = self.session.handle_timeout(now) {
                         return End::Lost(session_error(error));
                     }
                 }
@@ -420,7 +457,8 @@ impl Driver {
                     self.complete(request_id, result);
                 }
                 Output::GoAway { reconnect_after } => {
-                    end.get_or_insert(End::GoAway(reconnect_after));
+                    // Keep reading: frames before the close are valid.
+                    self.goaway = Some((reconnect_after, Instant::now() + GOAWAY_DRAIN));
                 }
                 Output::Fatal {
                     code,
@@ -442,6 +480,8 @@ impl Driver {
                 }
             }
         }
+        // Counters first: whoever is woken below sees them up to date.
+        self.publish_snapshot();
         self.settle_ack_waiters();
         self.push_events();
         end
@@ -515,11 +555,15 @@ impl Driver {
     async fn reconnect(&mut self, mut delay: Duration) -> Option<Conn> {
         loop {
             self.idle_until(tokio::time::sleep(delay)).await?;
-            if let Some(max) = self.config.reconnect.max_attempts {
-                if self.attempt >= max {
-                    tracing::warn!(attempts = self.attempt, "giving up reconnecting");
-                    return None;
-                }
+            let attempt = self.attempt;
+            if self
+                .config
+                .reconnect
+                .max_attempts
+                .is_some_and(|max| attempt >= max)
+            {
+                tracing::warn!(attempts = attempt, "giving up reconnecting");
+                return None;
             }
             self.attempt += 1;
             tls::warn_if_insecure(self.config.tls.as_ref());
@@ -550,7 +594,6 @@ impl Driver {
         loop {
             // Nothing can end a connection while there is none.
             let _ = self.process_outputs();
-            self.publish_snapshot();
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
@@ -576,7 +619,6 @@ impl Driver {
     async fn finish(mut self, conn: Option<Conn>, error: Option<ClientError>) {
         self.session.close();
         let _ = self.process_outputs();
-        self.publish_snapshot();
         self.shared.set_endpoint(None);
         if let Some(conn) = conn {
             let _ = tokio::time::timeout(CLOSE_GRACE, conn.close()).await;

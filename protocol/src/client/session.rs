@@ -128,13 +128,18 @@ fn misbehaved(what: impl Into<String>) -> SessionError {
     SessionError::ServerMisbehaved(what.into())
 }
 
-/// Whether a fatal ERROR code means reconnecting cannot help: an
-/// unsupported version, an authentication failure other than a late token
-/// refresh (409), or the session taken over by another connection.
+/// Whether a fatal ERROR code means reconnecting cannot help, so the SDK
+/// stops: protocol violations (1xx: a client bug, except 105 and 107, which
+/// are retried), an unsupported version (104), authentication failures
+/// 400–408, the session taken over by another connection (303), and an
+/// operator disconnect (503). Everything else is resumed with backoff
+/// (PROTOCOL.md §5).
 pub fn is_terminal(code: u16) -> bool {
-    code == ErrorCode::UnsupportedVersion.as_u16()
-        || code == ErrorCode::SessionTakenOver.as_u16()
-        || ((400..500).contains(&code) && code != ErrorCode::TokenRefreshTimeout.as_u16())
+    match code {
+        105 | 107 => false,
+        100..=199 | 303 | 400..=408 | 503 => true,
+        _ => false,
+    }
 }
 
 /// Whether an ERROR code closes the connection. Unknown codes are treated
@@ -189,9 +194,6 @@ enum RequestKind {
 struct Request {
     kind: RequestKind,
     channel: ChannelName,
-    /// Sent again on a resumed session: the first copy may have been
-    /// processed, so "not subscribed" answers an UNSUBSCRIBE successfully.
-    resent: bool,
 }
 
 impl Request {
@@ -589,11 +591,7 @@ impl Session {
         }
         self.last_request_id += 1;
         let id = self.last_request_id;
-        let req = Request {
-            kind,
-            channel,
-            resent: false,
-        };
+        let req = Request { kind, channel };
         if matches!(self.phase, Phase::Active(_)) {
             self.transmit.push_back(req.frame(id));
         }
@@ -657,8 +655,7 @@ impl Session {
                     payload: p.payload.clone(),
                 });
             }
-            for (&id, req) in self.requests.iter_mut() {
-                req.resent = true;
+            for (&id, req) in &self.requests {
                 self.transmit.push_back(req.frame(id));
             }
         } else {
@@ -684,7 +681,7 @@ impl Session {
         }
         let mut wanted = std::mem::take(&mut self.subscriptions);
         let requests = std::mem::take(&mut self.requests);
-        for (id, mut req) in requests {
+        for (id, req) in requests {
             match req.kind {
                 RequestKind::Unsubscribe => {
                     wanted.remove(&req.channel);
@@ -695,7 +692,6 @@ impl Session {
                 }
                 RequestKind::Subscribe => {
                     wanted.remove(&req.channel);
-                    req.resent = false;
                     self.requests.insert(id, req);
                 }
             }
@@ -705,7 +701,6 @@ impl Session {
             let req = Request {
                 kind: RequestKind::Subscribe,
                 channel,
-                resent: false,
             };
             self.requests.insert(self.last_request_id, req);
         }
@@ -786,6 +781,46 @@ impl Session {
         Ok(())
     }
 
+    /// A non-fatal ERROR answers one SUBSCRIBE / UNSUBSCRIBE (`reference` =
+    /// request_id) or one PUBLISH (`reference` = client_seq). 406 names a
+    /// publish; 201, 202 and 405 a request; others (203, unknown 2xx) a
+    /// pending request if one has that id, else a publish (PROTOCOL.md §17).
+    fn on_request_error(&mut self, code: u16, reference: u64, message: String) {
+        let names_publish = match ErrorCode::from_u16(code) {
+            Some(ErrorCode::ForbiddenPublish) => true,
+            Some(
+                ErrorCode::TooManySubscriptions
+                | ErrorCode::NotSubscribed
+                | ErrorCode::ForbiddenSubscribe,
+            ) => false,
+            _ => !self.requests.contains_key(&reference),
+        };
+        if names_publish {
+            // A rejected publish counts as processed, and publishes are
+            // processed in order: everything up to it is settled.
+            if (1..=self.outbox.last_assigned()).contains(&reference) {
+                let _ = self.acknowledge_publishes(reference);
+            }
+            return;
+        }
+        let Some(req) = self.requests.remove(&reference) else {
+            return;
+        };
+        let result =
+            if req.kind == RequestKind::Unsubscribe && code == ErrorCode::NotSubscribed.as_u16() {
+                // Not subscribed: the unsubscribe is done (it may have been
+                // processed before the transport died).
+                self.subscriptions.remove(&req.channel);
+                Ok(0)
+            } else {
+                Err(Rejection { code, message })
+            };
+        self.outputs.push_back(Output::RequestDone {
+            request_id: reference,
+            result,
+        });
+    }
+
     fn on_error(&mut self, code: u16, reference: u64, message: String) {
         self.outputs.push_back(Output::Event(Event::ServerError {
             code,
@@ -793,27 +828,7 @@ impl Session {
             message: message.clone(),
         }));
         if !is_fatal(code) {
-            // A refused publish names a client_seq, not a request id.
-            if code == ErrorCode::ForbiddenPublish.as_u16() {
-                return;
-            }
-            let Some(req) = self.requests.remove(&reference) else {
-                return;
-            };
-            let result = if req.kind == RequestKind::Unsubscribe
-                && req.resent
-                && code == ErrorCode::NotSubscribed.as_u16()
-            {
-                // The first copy was processed before the transport died.
-                self.subscriptions.remove(&req.channel);
-                Ok(0)
-            } else {
-                Err(Rejection { code, message })
-            };
-            self.outputs.push_back(Output::RequestDone {
-                request_id: reference,
-                result,
-            });
+            self.on_request_error(code, reference, message);
             return;
         }
         let terminal = is_terminal(code);

@@ -61,9 +61,9 @@ impl Connector {
     pub async fn connect(&self) -> Result<Conn, ClientError> {
         Ok(match &self.kind {
             Kind::Ws => Conn::Ws(ws::connect(&self.target, self.limits).await?),
-            Kind::Wss(tls) => {
-                Conn::Wss(ws::connect_tls(&self.target, tls.clone(), self.limits).await?)
-            }
+            Kind::Wss(tls) => Conn::Wss(Box::new(
+                ws::connect_tls(&self.target, tls.clone(), self.limits).await?,
+            )),
             Kind::Quic(config) => {
                 Conn::Quic(quic::connect(&self.target, config.clone(), self.limits).await?)
             }
@@ -74,7 +74,8 @@ impl Connector {
 /// An established transport.
 pub(crate) enum Conn {
     Ws(WsConn<TcpStream>),
-    Wss(WsConn<TlsStream<TcpStream>>),
+    /// Boxed: the TLS state is large.
+    Wss(Box<WsConn<TlsStream<TcpStream>>>),
     Quic(QuicConn),
 }
 
@@ -101,7 +102,7 @@ impl Conn {
     pub async fn close(self) {
         match self {
             Conn::Ws(c) => c.close().await,
-            Conn::Wss(c) => c.close().await,
+            Conn::Wss(c) => (*c).close().await,
             Conn::Quic(c) => c.close().await,
         }
     }

@@ -469,16 +469,24 @@ fn requests_pending_across_a_resume_are_sent_again() {
 #[test]
 fn fatal_errors_stop_reconnecting_only_when_retrying_cannot_help() {
     for (code, fatal, terminal) in [
+        (100, true, true),
         (104, true, true),
+        (105, true, false),
+        (107, true, false),
+        (199, true, true),
+        (300, true, false),
+        (303, true, true),
+        (400, true, true),
         (402, true, true),
         (408, true, true),
         (409, true, false),
-        (303, true, true),
-        (300, true, false),
+        (499, true, false),
+        (500, true, false),
         (502, true, false),
-        (499, true, true),
+        (503, true, true),
         (250, false, false),
         (405, false, false),
+        (406, false, false),
     ] {
         assert_eq!(is_fatal(code), fatal, "{code}");
         if fatal {
@@ -650,4 +658,47 @@ fn stale_frames_after_the_transport_is_gone_are_ignored() {
     h.s.transport_lost("gone");
     h.feed(message(5));
     assert_eq!(h.s.stats().messages_received, 0);
+}
+
+#[test]
+fn a_rejected_publish_is_processed_and_settles_everything_before_it() {
+    let mut h = Harness::connected(32);
+    let sub = h.s.subscribe(chan("s")).unwrap();
+    assert_eq!(sub, 1);
+    for p in ["a", "b", "c"] {
+        h.publish(p);
+    }
+    h.sent();
+    // 203 naming a pending request id fails that request...
+    h.feed(Frame::error(ErrorCode::RateLimited, 1, "slow down"));
+    assert!(h.outputs().contains(&Output::RequestDone {
+        request_id: 1,
+        result: Err(Rejection {
+            code: 203,
+            message: "slow down".into()
+        })
+    }));
+    assert_eq!(h.s.publish_acked(), 0);
+    // ...otherwise it names a publish, like 406 always does.
+    h.feed(Frame::error(ErrorCode::RateLimited, 2, "slow down"));
+    assert_eq!(h.s.publish_acked(), 2);
+    h.feed(Frame::error(ErrorCode::ForbiddenPublish, 3, "no"));
+    assert_eq!(h.s.publish_acked(), 3);
+    assert_eq!(h.s.stats().publishes_acked, 3);
+    // Nothing is re-sent on a resume: the server counts them processed.
+    h.outputs();
+    h.reconnect();
+    h.feed(welcome(WelcomeOutcome::Resumed, 1, 3));
+    assert!(publish_seqs(&h.sent()).is_empty());
+}
+
+#[test]
+fn not_subscribed_completes_an_unsubscribe() {
+    let mut h = Harness::connected(32);
+    let id = h.s.unsubscribe(chan("never")).unwrap();
+    h.feed(Frame::error(ErrorCode::NotSubscribed, id, "not subscribed"));
+    assert!(h.outputs().contains(&Output::RequestDone {
+        request_id: id,
+        result: Ok(0)
+    }));
 }
