@@ -120,7 +120,8 @@ pub struct ClientConfig {
     pub ack_every: u32,
     /// Heartbeat interval; by default WELCOME's.
     pub heartbeat_override: Option<Duration>,
-    /// Asked on REFRESH_TOKEN and before reconnecting.
+    /// Asked on REFRESH_TOKEN and before reconnecting (and before the
+    /// first connect when `token` is `None`).
     pub token_provider: Option<TokenProvider>,
     /// Bound on one connection attempt: transport setup plus HELLO →
     /// WELCOME (default 10 s).

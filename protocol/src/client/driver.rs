@@ -16,20 +16,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::config::ClientConfig;
 use super::error::ClientError;
-use super::event::{ClientStats, Event};
+use super::event::Event;
 use super::session::{Output, Rejection, Session, SessionConfig, SessionError};
+use super::shared::{Command, Shared};
 use super::tls;
 use super::transport::{Conn, Connector};
-use crate::channel::ChannelName;
 use crate::frame::{Frame, SessionId};
 
 /// Frames read (and commands taken) in one go before writing.
@@ -41,79 +40,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const GOAWAY_DRAIN: Duration = Duration::from_secs(5);
 
 type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
-
-/// What the [`Client`](super::Client) handle asks of the driver.
-pub(crate) enum Command {
-    Subscribe {
-        channel: ChannelName,
-        reply: oneshot::Sender<Result<u64, ClientError>>,
-    },
-    Unsubscribe {
-        channel: ChannelName,
-        reply: oneshot::Sender<Result<(), ClientError>>,
-    },
-    Publish {
-        channel: ChannelName,
-        payload: Bytes,
-        reply: oneshot::Sender<Result<u64, ClientError>>,
-    },
-    WaitAcked {
-        reply: oneshot::Sender<Result<(), ClientError>>,
-    },
-    Close {
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// State the handle reads without asking the driver.
-#[derive(Debug, Default)]
-pub(crate) struct Snapshot {
-    pub session_id: Option<SessionId>,
-    pub stats: ClientStats,
-}
-
-/// Shared between the handles and the driver.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    snapshot: Mutex<Snapshot>,
-    endpoint: Mutex<Option<quinn::Endpoint>>,
-    /// Signalled by `kill_transport`.
-    pub kill: Notify,
-    /// The runtime the driver runs on (`rebind` registers a socket in it).
-    pub runtime: tokio::runtime::Handle,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
-        Self {
-            snapshot: Mutex::new(Snapshot::default()),
-            endpoint: Mutex::new(None),
-            kill: Notify::new(),
-            runtime,
-        }
-    }
-
-    pub fn session_id(&self) -> Option<SessionId> {
-        lock(&self.snapshot).session_id
-    }
-
-    pub fn stats(&self) -> ClientStats {
-        lock(&self.snapshot).stats
-    }
-
-    /// The QUIC endpoint of the live connection, if any.
-    pub fn endpoint(&self) -> Option<quinn::Endpoint> {
-        lock(&self.endpoint).clone()
-    }
-
-    fn set_endpoint(&self, endpoint: Option<quinn::Endpoint>) {
-        *lock(&self.endpoint) = endpoint;
-    }
-}
 
 enum Waiter {
     Subscribe(oneshot::Sender<Result<u64, ClientError>>),
@@ -490,7 +416,7 @@ impl Driver {
     fn on_connected(&mut self, session_id: SessionId) {
         self.attempt = 0;
         self.zombie = None;
-        lock(&self.shared.snapshot).session_id = Some(session_id);
+        self.shared.set_session_id(session_id);
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Ok(()));
         }
@@ -547,7 +473,7 @@ impl Driver {
     }
 
     fn publish_snapshot(&self) {
-        lock(&self.shared.snapshot).stats = self.session.stats();
+        self.shared.set_stats(self.session.stats());
     }
 
     /// Waits `delay`, then tries to connect until it works, serving

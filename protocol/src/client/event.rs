@@ -40,8 +40,9 @@ pub enum Event {
     /// The resume failed and the server started a new session: messages
     /// may have been missed, and these publishes may or may not have been
     /// processed (the SDK does not re-send them). It follows the
-    /// `Connected` event of the new session; the SDK re-subscribes its
-    /// channels by itself.
+    /// `Connected` event of the new session, whose outcome says why
+    /// (`NewReplayUnavailable`: messages were lost, re-sync from your own
+    /// source of truth). The SDK re-subscribes its channels by itself.
     SessionLost {
         /// Publishes that were not acknowledged, in order.
         uncertain_publishes: Vec<PendingPublish>,
@@ -56,8 +57,9 @@ pub enum Event {
         /// The server's detail.
         message: String,
     },
-    /// The server asked the client to reconnect (shutdown, upgrade); the SDK
-    /// reconnects and resumes after about `reconnect_after_ms`.
+    /// The server asked the client to reconnect (shutdown, upgrade). The SDK
+    /// keeps reading until the server closes the connection (at most 5 s),
+    /// then waits `reconnect_after_ms` plus up to 50 % jitter and resumes.
     GoAway {
         /// Why (a code of the error table).
         code: u16,

@@ -5,6 +5,7 @@
 //!   application
 //!     │  Client (cheap handle, Clone)          ▲ Events (bounded)
 //!     ▼  commands over an mpsc                 │
+//!   shared.rs ── commands, and the state handles read (stats, session id)
 //!   driver.rs ── one tokio task per client: reconnects, heartbeats, batches
 //!     │      ▲
 //!     ▼      │ frames and time
@@ -40,6 +41,7 @@ mod error;
 mod event;
 mod quic;
 pub mod session;
+mod shared;
 mod tls;
 mod transport;
 mod ws;
@@ -55,7 +57,8 @@ pub use self::error::ClientError;
 pub use self::event::{ClientStats, Delivery, Event};
 pub use crate::seq::PendingPublish;
 
-use self::driver::{Command, Driver, Shared};
+use self::driver::Driver;
+use self::shared::{Command, Shared};
 use self::transport::Connector;
 use crate::channel::ChannelName;
 use crate::frame::SessionId;

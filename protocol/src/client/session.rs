@@ -24,7 +24,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use thiserror::Error;
 
 use super::error::ClientError;
 use super::event::{ClientStats, Delivery, Event};
@@ -36,8 +35,16 @@ use crate::frame::{
 };
 use crate::seq::{Disposition, PublishOutbox, ReceiveTracker};
 
+mod errors;
+mod liveness;
+mod requests;
 #[cfg(test)]
 mod tests;
+
+use errors::misbehaved;
+pub use errors::{SessionError, is_fatal, is_terminal};
+use liveness::{Check, Liveness};
+use requests::{Request, RequestKind};
 
 /// Tuning of a [`Session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,46 +115,6 @@ pub enum Output {
     },
 }
 
-/// Why the session needs a new transport. The driver drops the current one
-/// (then calls [`Session::transport_lost`]) and reconnects.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// Server: it broke the protocol (a seq gap, a frame out of place).
-    #[error("protocol violation by the server: {0}")]
-    ServerMisbehaved(String),
-    /// Server or network: nothing arrived for 2.5 heartbeat intervals.
-    #[error("nothing heard from the server for {0:?}")]
-    ServerSilent(Duration),
-    /// Server or network: no WELCOME in time.
-    #[error("no WELCOME within {0:?}")]
-    HandshakeTimeout(Duration),
-}
-
-fn misbehaved(what: impl Into<String>) -> SessionError {
-    SessionError::ServerMisbehaved(what.into())
-}
-
-/// Whether a fatal ERROR code means reconnecting cannot help, so the SDK
-/// stops: protocol violations (1xx: a client bug, except 105 and 107, which
-/// are retried), an unsupported version (104), authentication failures
-/// 400–408, the session taken over by another connection (303), and an
-/// operator disconnect (503). Everything else is resumed with backoff
-/// (PROTOCOL.md §5).
-pub fn is_terminal(code: u16) -> bool {
-    match code {
-        105 | 107 => false,
-        100..=199 | 303 | 400..=408 | 503 => true,
-        _ => false,
-    }
-}
-
-/// Whether an ERROR code closes the connection. Unknown codes are treated
-/// like their hundred's group: only 2xx (request errors) are not fatal.
-pub fn is_fatal(code: u16) -> bool {
-    ErrorCode::from_u16(code).map_or(code / 100 != 2, ErrorCode::is_fatal)
-}
-
 /// The connection phases.
 #[derive(Debug)]
 enum Phase {
@@ -156,60 +123,15 @@ enum Phase {
     /// HELLO sent, waiting for WELCOME.
     Handshaking { resuming: bool, deadline: Instant },
     /// WELCOME received.
-    Active(Heartbeat),
+    Active(Liveness),
     /// Closed by the application or a terminal error; nothing more happens.
     Closed,
-}
-
-/// Liveness bookkeeping of an active connection.
-#[derive(Debug)]
-struct Heartbeat {
-    /// `None`: disabled.
-    interval: Option<Duration>,
-    last_sent: Instant,
-    last_received: Instant,
-    /// A PING went out since the last frame was received.
-    probe_sent: bool,
-}
-
-impl Heartbeat {
-    fn silence_limit(interval: Duration) -> Duration {
-        interval * 5 / 2
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Credentials {
     id: SessionId,
     secret: ResumeSecret,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RequestKind {
-    Subscribe,
-    Unsubscribe,
-}
-
-#[derive(Debug, Clone)]
-struct Request {
-    kind: RequestKind,
-    channel: ChannelName,
-}
-
-impl Request {
-    fn frame(&self, request_id: u64) -> Frame {
-        let channel = self.channel.clone();
-        match self.kind {
-            RequestKind::Subscribe => Frame::Subscribe {
-                request_id,
-                channel,
-            },
-            RequestKind::Unsubscribe => Frame::Unsubscribe {
-                request_id,
-                channel,
-            },
-        }
-    }
 }
 
 /// The client side of one Ferry session, across transports.
@@ -301,10 +223,7 @@ impl Session {
     /// A frame from the server.
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), SessionError> {
         match &mut self.phase {
-            Phase::Active(hb) => {
-                hb.last_received = now;
-                hb.probe_sent = false;
-            }
+            Phase::Active(live) => live.received(now),
             Phase::Handshaking { .. } => {
                 if !matches!(
                     frame,
@@ -387,23 +306,16 @@ impl Session {
             Phase::Handshaking { deadline, .. } if now >= *deadline => Err(
                 SessionError::HandshakeTimeout(self.config.handshake_timeout),
             ),
-            Phase::Active(hb) => {
-                let Some(interval) = hb.interval else {
-                    return Ok(());
-                };
-                let silent_for = now.saturating_duration_since(hb.last_received);
-                if self.reading && silent_for >= Heartbeat::silence_limit(interval) {
-                    return Err(SessionError::ServerSilent(silent_for));
-                }
-                let send_idle = now.saturating_duration_since(hb.last_sent) >= interval;
-                if send_idle || (!hb.probe_sent && silent_for >= interval) {
-                    hb.probe_sent = true;
+            Phase::Active(live) => match live.check(now, self.reading) {
+                Check::Fine => Ok(()),
+                Check::Ping => {
                     let nonce = self.next_nonce;
                     self.next_nonce += 1;
                     self.transmit.push_back(Frame::Ping { nonce });
+                    Ok(())
                 }
-                Ok(())
-            }
+                Check::Silent(silent_for) => Err(SessionError::ServerSilent(silent_for)),
+            },
             _ => Ok(()),
         }
     }
@@ -433,8 +345,8 @@ impl Session {
             return;
         }
         self.reading = reading;
-        if let (true, Phase::Active(hb)) = (reading, &mut self.phase) {
-            hb.last_received = now;
+        if let (true, Phase::Active(live)) = (reading, &mut self.phase) {
+            live.restart_silence(now);
         }
     }
 
@@ -508,8 +420,8 @@ impl Session {
     /// The next frame to write; `now` is when it is written.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
         let frame = self.transmit.pop_front()?;
-        if let Phase::Active(hb) = &mut self.phase {
-            hb.last_sent = now;
+        if let Phase::Active(live) = &mut self.phase {
+            live.sent(now);
         }
         Some(frame)
     }
@@ -523,17 +435,7 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Handshaking { deadline, .. } => Some(*deadline),
-            Phase::Active(hb) => {
-                let interval = hb.interval?;
-                let mut at = hb.last_sent + interval;
-                if !hb.probe_sent {
-                    at = at.min(hb.last_received + interval);
-                }
-                if self.reading {
-                    at = at.min(hb.last_received + Heartbeat::silence_limit(interval));
-                }
-                Some(at)
-            }
+            Phase::Active(live) => live.deadline(self.reading),
             Phase::Detached | Phase::Closed => None,
         }
     }
@@ -627,12 +529,7 @@ impl Session {
             .config
             .heartbeat_override
             .or(Some(Duration::from_millis(w.heartbeat_interval_ms)).filter(|d| !d.is_zero()));
-        self.phase = Phase::Active(Heartbeat {
-            interval,
-            last_sent: now,
-            last_received: now,
-            probe_sent: false,
-        });
+        self.phase = Phase::Active(Liveness::new(interval, now));
         self.credentials = Some(Credentials {
             id: w.session_id,
             secret: w.resume_secret,
