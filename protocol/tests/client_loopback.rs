@@ -499,7 +499,27 @@ async fn ws_errors_are_typed() {
             Err(ClientError::InvalidChannel(_))
         ));
         assert!(matches!(client.rebind(), Err(ClientError::Unsupported(_))));
-        client.close().await;
+
+        // A fatal ERROR that needs a fresh token, then the close: the SDK
+        // reports it and stops, without reconnecting.
+        peer.send(Frame::error(ErrorCode::TokenExpired, 0, "expired"))
+            .await;
+        peer.ws.close(None).await.unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            Event::ServerError { code: 402, .. }
+        ));
+        assert_eq!(timeout(STEP, events.recv()).await.unwrap(), None);
+        assert!(
+            timeout(Duration::from_millis(300), listener.accept())
+                .await
+                .is_err(),
+            "reconnected after a terminal error"
+        );
+        assert!(matches!(
+            client.subscribe("chat:1").await,
+            Err(ClientError::Closed)
+        ));
     })
     .await;
 }
@@ -536,10 +556,12 @@ async fn ws_goaway_then_close_and_heartbeat_silence_both_lead_to_a_resume() {
             }
         );
         expect_message(&mut events, 1).await;
-        assert!(matches!(
+        assert_eq!(
             next_event(&mut events).await,
-            Event::Disconnected { .. }
-        ));
+            Event::Disconnected {
+                reason: "GOAWAY".into()
+            }
+        );
         assert!(matches!(
             next_event(&mut events).await,
             Event::Connected {

@@ -150,6 +150,11 @@ impl Driver {
                     self.finish(Some(conn), error).await;
                     return;
                 }
+                End::Lost(error) if self.session.is_closed() => {
+                    // A terminal error already closed the session.
+                    self.finish(Some(conn), Some(error)).await;
+                    return;
+                }
                 End::Lost(error) => {
                     tracing::debug!(%error, "connection lost");
                     self.session.transport_lost(error.to_string());
@@ -242,11 +247,11 @@ impl Driver {
                 received = conn.recv(), if reading => match received {
                     Ok(Some(frame)) => {
                         if let Err(end) = self.read_burst(conn, frame) {
-                            return end;
+                            return self.ended(end);
                         }
                     }
-                    Ok(None) => return End::Lost(eof()),
-                    Err(error) => return End::Lost(error),
+                    Ok(None) => return self.ended(End::Lost(eof())),
+                    Err(error) => return self.ended(End::Lost(error)),
                 },
                 token = poll_token(&mut self.token_refresh) => {
                     self.token_refresh = None;
@@ -265,6 +270,15 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// The transport ended: what the last frames said (a fatal ERROR, a
+    /// GOAWAY) explains the close better than the close itself.
+    fn ended(&mut self, end: End) -> End {
+        match (self.process_outputs(), end) {
+            (Some(reason), End::Lost(_)) => reason,
+            (_, end) => end,
         }
     }
 

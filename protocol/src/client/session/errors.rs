@@ -8,7 +8,8 @@ use thiserror::Error;
 use crate::code::ErrorCode;
 
 /// Why the session needs a new transport. The driver drops the current one
-/// (then calls [`Session::transport_lost`]) and reconnects.
+/// (then calls [`Session::transport_lost`](super::Session::transport_lost))
+/// and reconnects.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum SessionError {
