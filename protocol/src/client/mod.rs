@@ -90,6 +90,8 @@ impl Client {
     /// is not retried: its failure is returned. Must run inside a tokio
     /// runtime (the connection task is spawned on it).
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ClientError::Unsupported("Client::connect outside a tokio runtime"))?;
         let target = config.validate()?;
         let connector = Connector::new(&config, target)?;
         let token = match (&config.token, &config.token_provider) {
@@ -102,7 +104,7 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout("connecting"))??;
 
-        let shared = Arc::new(Shared::new(tokio::runtime::Handle::current()));
+        let shared = Arc::new(Shared::new(runtime));
         let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let (ready_tx, ready_rx) = oneshot::channel();

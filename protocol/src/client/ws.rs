@@ -62,7 +62,7 @@ pub(crate) async fn connect_tls(
 }
 
 /// Tries each resolved address in turn.
-pub(crate) async fn tcp_connect(target: &Target) -> Result<TcpStream, ClientError> {
+async fn tcp_connect(target: &Target) -> Result<TcpStream, ClientError> {
     let mut last = None;
     for addr in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
         match TcpStream::connect(addr).await {
