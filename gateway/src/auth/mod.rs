@@ -3,14 +3,19 @@
 //!
 //! Everything here is sans-IO: no file, no clock, no socket. The caller
 //! reads the key files and passes PEM text, passes the current Unix time to
-//! [`Authenticator::verify`]. That keeps every rule unit-testable with
+//! [`Authenticator::verify`] and the current [`Instant`](std::time::Instant)
+//! to [`FailedAttempts`]. That keeps every rule unit-testable with
 //! simulated time.
 //!
 //! ```text
 //!  config snapshot ──► Authenticator::new(&AuthSettings)      (once per reload, shared in an Arc)
 //!
-//!  HELLO / TOKEN ─────► Authenticator::verify(token, now_unix)
+//!  HELLO / TOKEN ─────► FailedAttempts::is_blocked(ip, now) ── yes ─► ERROR 408
+//!                         │ no
+//!                         ▼
+//!                       Authenticator::verify(token, now_unix)
 //!                         ├─ Err(AuthError) ─► ERROR AuthError::code() (400–404)
+//!                         │                    + FailedAttempts::record_failure(ip, now)
 //!                         └─ Ok(Identity { user, expires_at, grant })
 //!
 //!  SUBSCRIBE ─────────► Grant::may_subscribe(channel, user) ── no ─► ERROR 405
@@ -21,6 +26,7 @@
 //!
 //! - [`jwt`]: the [`Authenticator`] (key set, signature and claim checks);
 //! - [`grant`]: channel [`Pattern`]s and the [`Grant`] rules;
+//! - [`rate_limit`]: [`FailedAttempts`], a bounded per-address sliding window;
 //! - [`mint`]: [`mint_token`] for development tokens.
 //!
 //! The token format is described for operators in `docs/auth.md`.
@@ -28,6 +34,7 @@
 pub mod grant;
 pub mod jwt;
 pub mod mint;
+pub mod rate_limit;
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,6 +46,7 @@ use thiserror::Error;
 pub use grant::{Grant, Pattern, PatternError};
 pub use jwt::Authenticator;
 pub use mint::{MintClaims, mint_token};
+pub use rate_limit::FailedAttempts;
 
 /// A signature algorithm a key may be configured with. A token is accepted
 /// only when its header `alg` is exactly the algorithm of the key it names.
