@@ -10,6 +10,7 @@
 //!
 //! The binary (`main.rs`) only installs the allocator and calls [`main`].
 
+pub mod auth;
 pub mod fanout;
 pub mod metrics;
 pub mod phase;
