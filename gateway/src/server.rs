@@ -20,18 +20,27 @@ use crate::transport::listener::{WorkerListeners, bind_group};
 pub struct BoundAddrs {
     /// WebSocket.
     pub ws: SocketAddr,
+    /// Ops HTTP, when enabled.
+    pub ops: Option<SocketAddr>,
 }
 
 /// Produces fresh settings on SIGHUP; `Err` keeps the old ones.
 pub type Reloader = Box<dyn FnMut() -> Result<Settings, String>>;
 
 /// Runs the gateway until SIGTERM or SIGINT, then drains and returns.
-pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
+/// `_set_log_level` changes the log filter; the reload path will use it
+/// once the settings carry a log level.
+pub fn run(
+    settings: Settings,
+    mut reloader: Reloader,
+    _set_log_level: crate::logging::LogLevelSetter,
+) -> anyhow::Result<()> {
     let workers = settings.workers.max(1);
     let ws = bind_group(settings.ws_listen, workers)
         .with_context(|| format!("cannot listen for WebSocket on {}", settings.ws_listen))?;
-    let bound = BoundAddrs {
+    let mut bound = BoundAddrs {
         ws: ws[0].local_addr()?,
+        ops: None,
     };
     let (mesh, inboxes) = Mesh::new(workers);
     let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
@@ -40,6 +49,9 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
         phase: phase_rx,
     });
     let settings = Arc::new(settings);
+    // Before the workers: their first metrics must reach the recorder.
+    let ops = crate::ops::start(&settings, &mesh, &shared.phase)?;
+    bound.ops = ops.as_ref().map(|o| o.addr());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
     for ((index, inbox), ws) in inboxes.into_iter().enumerate().zip(ws) {
@@ -79,9 +91,16 @@ pub fn run(settings: Settings, mut reloader: Reloader) -> anyhow::Result<()> {
                         for links in mesh.all() {
                             let _ = links.control.send(ControlMsg::Reload(next.clone())).await;
                         }
+                        if let Some(ops) = &ops {
+                            ops.reload(next.clone());
+                        }
+                        metrics::counter!("ferry_config_reloads_total", "outcome" => "ok").increment(1);
                         tracing::info!("configuration reloaded");
                     }
-                    Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+                    Err(e) => {
+                        metrics::counter!("ferry_config_reloads_total", "outcome" => "error").increment(1);
+                        tracing::error!("reload failed, keeping the running configuration: {e}");
+                    }
                 },
             }
         }
@@ -115,9 +134,10 @@ fn set_phase(tx: &watch::Sender<Phase>, next: Phase) {
 fn announce(bound: &BoundAddrs, workers: usize) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
+    let ops = bound.ops.map(|a| format!(" ops={a}")).unwrap_or_default();
     let _ = writeln!(
         out,
-        "ferry gateway ready: ws={} workers={} pid={}",
+        "ferry gateway ready: ws={}{ops} workers={} pid={}",
         bound.ws,
         workers,
         std::process::id()
