@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::phase::Phase;
 use crate::runtime::worker::Worker;
 
 /// Binds a TCP listener with SO_REUSEPORT.
@@ -69,7 +70,9 @@ async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            _ = phase.wait_for(|p| !p.is_accepting()) => break,
+            // Not `!is_accepting()`: workers start while the phase is still
+            // Starting, and that check would drop the listener at once.
+            _ = phase.wait_for(|p| matches!(p, Phase::Draining | Phase::Stopped)) => break,
         }
     }
 }
