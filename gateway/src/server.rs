@@ -70,9 +70,6 @@ pub fn run(
             .context("cannot start a worker thread")?;
         handles.push(handle);
     }
-    set_phase(&phase_tx, Phase::Running);
-    announce(&bound, workers);
-
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -81,6 +78,10 @@ pub fn run(
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        // Only once the handlers are in place: a SIGTERM sent as soon as the
+        // ready line appears must drain, not kill the process.
+        set_phase(&phase_tx, Phase::Running);
+        announce(&bound, workers);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
