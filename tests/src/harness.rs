@@ -58,8 +58,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts a gateway with `options`, every listener on 127.0.0.1 port 0,
-    /// and waits (at most 20 s) for its ready line.
+    /// Starts a gateway with `options`, every listener (WebSocket, ops) on
+    /// 127.0.0.1 port 0, and waits (at most 20 s) for its ready line.
     pub fn start(bin: &str, options: GatewayOptions) -> anyhow::Result<Gateway> {
         let log = std::env::temp_dir().join(format!(
             "ferry-test-{}-{}.log",
@@ -70,10 +70,15 @@ impl Gateway {
         let mut cmd = Command::new(bin);
         cmd.arg("--ws")
             .arg("127.0.0.1:0")
+            .arg("--ops")
+            .arg("127.0.0.1:0")
             .arg("--workers")
             .arg(options.workers.to_string())
             .args(&options.args)
             .env("RUST_LOG", "info")
+            // The developer's own settings must not leak into a test.
+            .env_remove("FERRY_OPS_API_KEY")
+            .env_remove("FERRY_LOG_FORMAT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -129,6 +134,14 @@ impl Gateway {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The ops HTTP address (the ready line's `ops=`).
+    pub fn ops_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.ready_value("ops")
+            .context("ready line has no ops address")?
+            .parse()
+            .context("ops address")
     }
 
     /// The process id.
