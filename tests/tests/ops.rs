@@ -271,6 +271,33 @@ async fn metrics_parse_and_move_when_clients_act() {
     assert!(has(&after, "ferry_worker_queue_depth"));
 }
 
+#[tokio::test]
+async fn failed_reloads_are_counted() {
+    let gw = start_with_key();
+    let addr = ops(&gw);
+    let outcome = |s: &Scrape, o: &str| value(s, "ferry_config_reloads_total", &[("outcome", o)]);
+    assert_eq!(outcome(&scrape(addr).await, "error"), 0.0);
+    // Without a configuration file every reload fails (and keeps running).
+    gw.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = scrape(addr).await;
+        if outcome(&s, "error") == 1.0 {
+            assert_eq!(outcome(&s, "ok"), 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed reload was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        http::get(addr, "/readyz").await.expect("readyz").status,
+        200
+    );
+}
+
 // ---- POST /v1/publish ----------------------------------------------------
 
 #[tokio::test]
