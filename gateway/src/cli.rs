@@ -6,10 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferry_config::Config;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, reload};
 
+use crate::logging;
 use crate::server;
 use crate::settings::Settings;
 
@@ -40,6 +38,18 @@ struct Cli {
     /// runs on the control socket (zero-downtime upgrade).
     #[arg(long)]
     takeover: bool,
+    /// Ops HTTP listen address: probes, metrics, admin API.
+    #[arg(long)]
+    ops: Option<std::net::SocketAddr>,
+    /// API key of the ops admin API (`/v1/*`); without one that API is closed.
+    #[arg(long, hide_env_values = true)]
+    ops_api_key: Option<String>,
+    /// How long a graceful drain waits for clients to leave, e.g. `3s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    drain_timeout: Option<std::time::Duration>,
+    /// Log line format (overrides `log.format`).
+    #[arg(long, env = "FERRY_LOG_FORMAT", value_enum)]
+    log_format: Option<logging::LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -72,6 +82,19 @@ impl Cli {
             settings.control_socket = dir.join("control.sock");
             settings.data_dir = dir.clone();
         }
+        if let Some(ops) = self.ops {
+            settings.ops_listen = Some(ops);
+        }
+        if let Some(key) = self
+            .ops_api_key
+            .as_deref()
+            .and_then(crate::ops::ApiKey::new)
+        {
+            settings.ops_api_key = Some(key);
+        }
+        if let Some(t) = self.drain_timeout {
+            settings.drain_timeout = t;
+        }
     }
 }
 
@@ -91,25 +114,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (filter, filter_handle) = reload::Layer::new(
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(config.log.level.as_str())),
-    );
-    let json = config.log.format == ferry_config::LogFormat::Json;
-    let registry = tracing_subscriber::registry().with(filter);
-    if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .init();
-    } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init();
-    }
+    let format = cli.log_format.unwrap_or(match config.log.format {
+        ferry_config::LogFormat::Json => logging::LogFormat::Json,
+        _ => logging::LogFormat::Text,
+    });
+    let set_log_level = logging::init(format, config.log.level.as_str());
     if config.auth.mode == ferry_config::AuthMode::None {
         tracing::warn!(
             "auth.mode = \"none\": any client may subscribe and publish to any channel; use auth.mode = \"jwt\" in production"
@@ -120,7 +129,7 @@ pub fn main() -> ExitCode {
     let mode = server::StartMode {
         takeover: cli.takeover,
     };
-    let reloader = reloader(cli, config, settings.clone(), filter_handle);
+    let reloader = reloader(cli, config, settings.clone(), set_log_level);
     match server::run(settings, reloader, mode) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -160,14 +169,13 @@ fn reloader(
     cli: Cli,
     mut running_config: Config,
     mut running: Settings,
-    filter: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    set_log_level: logging::LogLevelSetter,
 ) -> server::Reloader {
     Box::new(move || {
         let next_config = match Config::load(cli.config.as_deref()) {
             Ok(c) => c,
             Err(errors) => {
-                metrics::counter!("ferry_config_reloads_total", "outcome" => "invalid")
-                    .increment(1);
+                metrics::counter!("ferry_config_reloads_total", "outcome" => "error").increment(1);
                 return Err(format!(
                     "the configuration{} is invalid:\n{errors}",
                     describe(cli.config.as_deref())
@@ -184,16 +192,13 @@ fn reloader(
         let mut next = Settings::from_config(&next_config);
         cli.apply_overrides(&mut next);
         let next = next.keeping_fixed_fields_of(&running);
-        if next.log_level != running.log_level {
-            match EnvFilter::try_new(&next.log_level) {
-                Ok(f) => {
-                    let _ = filter.reload(f);
-                }
-                Err(e) => tracing::error!("log level not changed: {e}"),
-            }
+        if next.log_level != running.log_level
+            && let Err(e) = set_log_level(&next.log_level)
+        {
+            tracing::error!("log level not changed: {e}");
         }
         tracing::info!(changed = ?diff.changed, "configuration reloaded");
-        metrics::counter!("ferry_config_reloads_total", "outcome" => "applied").increment(1);
+        metrics::counter!("ferry_config_reloads_total", "outcome" => "ok").increment(1);
         running_config = next_config;
         running = next.clone();
         Ok(next)

@@ -6,13 +6,17 @@
 //! - [`transport`]: WebSocket (and QUIC), where bytes become frames;
 //! - [`session`]: the sans-IO session state and its connection driver;
 //! - [`fanout`]: channel sequencers and local subscriber lists;
-//! - [`server`], [`phase`]: lifecycle and signals.
+//! - [`server`], [`phase`]: lifecycle and signals;
+//! - [`ops`]: the ops HTTP listener (probes, metrics, admin API);
+//! - [`upgrade`]: zero-downtime handover to a new process.
 //!
 //! The binary (`main.rs`) only installs the allocator and calls [`main`].
 
 pub mod auth;
 pub mod fanout;
+pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod phase;
 pub mod runtime;
 pub mod server;

@@ -32,6 +32,8 @@ pub struct BoundAddrs {
     pub quic: Option<SocketAddr>,
     /// The certificate clients should trust.
     pub cert: Option<std::path::PathBuf>,
+    /// Ops HTTP, when enabled.
+    pub ops: Option<SocketAddr>,
 }
 
 /// Produces fresh settings on SIGHUP; `Err` keeps the old ones.
@@ -192,7 +194,8 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
         .first()
         .context("no WebSocket listener")?
         .local_addr()?;
-    let bound = BoundAddrs {
+    let mut bound = BoundAddrs {
+        ops: None,
         ws: ws_addr,
         wss: sockets.wss.first().map(|l| l.local_addr()).transpose()?,
         quic: sockets.quic.first().map(|s| s.local_addr()).transpose()?,
@@ -215,6 +218,9 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
         pull: control.as_ref().map(|_| pull_tx),
     });
     let settings = Arc::new(settings);
+    // Before the workers: their first metrics must reach the recorder.
+    let ops = crate::ops::start(&settings, &mesh, &shared.phase)?;
+    bound.ops = ops.as_ref().map(|o| o.addr());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
     for ((index, inbox), listeners) in inboxes.into_iter().enumerate().zip(listeners) {
@@ -289,6 +295,9 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
                         let next = Arc::new(next);
                         for links in mesh.all() {
                             let _ = links.control.send(ControlMsg::Reload(next.clone())).await;
+                        }
+                        if let Some(ops) = &ops {
+                            ops.reload(next.clone());
                         }
                         tracing::info!("configuration reloaded");
                     }
@@ -368,6 +377,9 @@ fn announce(bound: &BoundAddrs, workers: usize) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let mut line = format!("ferry gateway ready: ws={}", bound.ws);
+    if let Some(ops) = bound.ops {
+        line.push_str(&format!(" ops={ops}"));
+    }
     if let Some(wss) = bound.wss {
         line.push_str(&format!(" wss={wss}"));
     }

@@ -23,6 +23,8 @@ pub struct Settings {
     pub quic_listen: Option<SocketAddr>,
     /// Ops HTTP listener, when enabled.
     pub ops_listen: Option<SocketAddr>,
+    /// Key for the ops admin API (`/v1/*`); `None` keeps that API closed.
+    pub ops_api_key: Option<crate::ops::ApiKey>,
     /// Where the dev certificate and the control socket live.
     pub data_dir: PathBuf,
     /// How long a graceful drain waits for clients to leave.
@@ -91,6 +93,7 @@ impl Default for Settings {
             wss_listen: None,
             quic_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4433))),
             ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            ops_api_key: None,
             data_dir: PathBuf::from("ferry-data"),
             drain_timeout: Duration::from_secs(10),
             decode: DecodeLimits::default(),
@@ -133,6 +136,11 @@ impl Settings {
             wss_listen: c.listen.wss,
             quic_listen: c.listen.quic,
             ops_listen: Some(c.listen.ops),
+            ops_api_key: c
+                .ops
+                .api_key
+                .as_ref()
+                .and_then(|k| crate::ops::ApiKey::new(k.expose())),
             data_dir: c.server.data_dir.clone(),
             drain_timeout: c.server.drain_timeout,
             decode: DecodeLimits {

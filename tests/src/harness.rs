@@ -96,6 +96,8 @@ impl Gateway {
         let mut cmd = Command::new(bin);
         cmd.arg("--ws")
             .arg("127.0.0.1:0")
+            .arg("--ops")
+            .arg("127.0.0.1:0")
             .arg("--quic")
             .arg("127.0.0.1:0")
             .arg("--wss")
@@ -106,6 +108,10 @@ impl Gateway {
             .arg(options.workers.to_string())
             .args(&options.args)
             .env("RUST_LOG", "info")
+            // The developer's own settings must not leak into a test.
+            .env_remove("FERRY_OPS_API_KEY")
+            .env_remove("FERRY_LOG_FORMAT")
+            .env_remove("FERRY_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -187,6 +193,14 @@ impl Gateway {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The ops HTTP address (the ready line's `ops=`).
+    pub fn ops_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.ready_value("ops")
+            .context("ready line has no ops address")?
+            .parse()
+            .context("ops address")
     }
 
     /// The process id.

@@ -5,6 +5,7 @@
 //! `ferry-gateway` binary of this package before the tests run).
 
 pub mod harness;
+pub mod http;
 pub mod raw;
 
 /// The path of the gateway binary built for these tests.

@@ -108,6 +108,15 @@ pub enum ControlMsg {
     },
     /// New settings for every worker.
     Reload(Arc<Settings>),
+    /// Close the sessions of `user` (the ops API); answer how many.
+    DisconnectUser {
+        /// The authenticated user.
+        user: String,
+        /// Also forget the sessions, so they cannot be resumed.
+        drop_sessions: bool,
+        /// The number of sessions closed or dropped on this worker.
+        reply: oneshot::Sender<usize>,
+    },
     /// Upgrade, old side: tell every client to reconnect (GOAWAY, paced
     /// at `reconnect_rate` per second over all workers) and wait, bounded,
     /// for the connections to close. Sessions stay, detached.

@@ -316,6 +316,11 @@ async fn run_control(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<Con
                 let _ = reply.send(snapshot);
             }
             ControlMsg::Reload(settings) => apply_settings(&worker, settings),
+            ControlMsg::DisconnectUser {
+                user,
+                drop_sessions,
+                reply,
+            } => crate::ops::disconnect::disconnect_user(&worker, &user, drop_sessions, reply),
             ControlMsg::Freeze {
                 reconnect_rate,
                 reply,
