@@ -198,10 +198,16 @@ impl Ticker {
         let (tx, rx) = mpsc::channel(1);
         let mut st = lock(&self.shared.state);
         if let Some(due) = pacer.next_due() {
+            // Wake the thread only when it sleeps past this one: waking it
+            // for every registration costs a context switch each, which
+            // made registering 1,000 senders take 100 ms.
+            let earlier = st.heap.peek().is_none_or(|Reverse((top, _))| due < *top);
             let idx = st.senders.len();
             st.senders.push((pacer, tx));
             st.heap.push(Reverse((due, idx)));
-            self.shared.wake.notify_one();
+            if earlier {
+                self.shared.wake.notify_one();
+            }
         }
         rx
     }

@@ -105,6 +105,43 @@ pub struct Percentiles {
     pub max: u64,
 }
 
+/// A session's latency samples on their way to the shared histograms.
+///
+/// A histogram per session would cost ~180 KB each (and zeroing it, ~90 µs
+/// at session start): 1.8 GB for 10,000 sessions. Samples are batched here
+/// and recorded under one lock instead.
+#[derive(Debug)]
+pub struct LatencyBuf {
+    shard: usize,
+    samples: Vec<u64>,
+}
+
+impl LatencyBuf {
+    const BATCH: usize = 128;
+
+    /// A buffer for task `shard`.
+    pub fn new(shard: usize) -> Self {
+        Self {
+            shard,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Adds a sample; records the batch into `rec` when full.
+    pub fn push(&mut self, rec: &Recorder, us: u64) {
+        self.samples.push(us);
+        if self.samples.len() >= Self::BATCH {
+            self.flush(rec);
+        }
+    }
+
+    /// Records what is buffered.
+    pub fn flush(&mut self, rec: &Recorder) {
+        rec.latency_samples(self.shard, &self.samples);
+        self.samples.clear();
+    }
+}
+
 /// What one arriving message says about its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -354,9 +391,12 @@ impl Recorder {
         }
     }
 
-    /// Records a whole batch of latencies from task `shard`.
-    pub fn latencies(&self, shard: usize, hist: &LatencyHist) {
-        lock(&self.latency[shard % SHARDS]).merge(hist);
+    /// Records latency samples (µs) from task `shard`.
+    pub fn latency_samples(&self, shard: usize, samples: &[u64]) {
+        let mut h = lock(&self.latency[shard % SHARDS]);
+        for &us in samples {
+            h.record(us);
+        }
     }
 
     /// Records how late (µs) a message was handed to the transport after
@@ -590,11 +630,18 @@ mod tests {
     fn recorder_merges_shards_and_caps_reasons() {
         let r = Recorder::new();
         for i in 0..100 {
-            let mut h = LatencyHist::new();
-            h.record(10 + i as u64);
-            r.latencies(i, &h);
+            let mut buf = LatencyBuf::new(i);
+            for us in 0..(LatencyBuf::BATCH as u64 + 1) {
+                buf.push(&r, 10 + us);
+            }
+            assert_eq!(
+                r.latency_hist().count(),
+                (i as u64 + 1) * 128 + i as u64,
+                "flushed when full"
+            );
+            buf.flush(&r);
         }
-        assert_eq!(r.latency_hist().count(), 100);
+        assert_eq!(r.latency_hist().count(), 100 * 129);
         for i in 0..(MAX_ERROR_REASONS + 5) {
             r.error(format!("reason {i}"));
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -18,8 +19,10 @@ use crate::payload::Stamp;
 use crate::rate::{Pacer, interval_ns};
 use crate::stats::{Recorder, latency_us};
 
-/// How long before the first message the sessions are told to start.
+/// How long before the first message the sessions are told to start, plus
+/// [`LEAD_PER_SESSION`] for each session (their tasks must be running).
 const LEAD: Duration = Duration::from_millis(20);
+const LEAD_PER_SESSION: Duration = Duration::from_micros(10);
 
 /// How the echo sessions behave.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +59,8 @@ pub async fn run_with(ctx: Arc<Ctx>, opts: EchoOptions, scenario: &str) -> anyho
     })
     .await?;
 
-    let start_ns = ctx.clock.now_ns() + LEAD.as_nanos() as u64;
+    let lead = LEAD + LEAD_PER_SESSION * opened.sessions.len() as u32;
+    let start_ns = ctx.clock.now_ns() + lead.as_nanos() as u64;
     let end_ns = start_ns + ctx.set.duration.as_nanos() as u64;
     let drain_deadline = ctx.instant(end_ns) + ctx.set.drain_timeout;
     let interval = interval_ns(ctx.set.rate)?;
@@ -66,6 +70,8 @@ pub async fn run_with(ctx: Arc<Ctx>, opts: EchoOptions, scenario: &str) -> anyho
     for (k, (i, session)) in opened.sessions.into_iter().enumerate() {
         let phase = interval / n * k as u64;
         let pacer = Pacer::new(ctx.set.rate, start_ns + phase, end_ns)?;
+        // Registered here, before the start, not by the task.
+        let wake = (!opts.closed_loop).then(|| ctx.ticker.register(pacer.clone()));
         tasks.spawn(echo_session(
             ctx.clone(),
             counters.clone(),
@@ -74,6 +80,7 @@ pub async fn run_with(ctx: Arc<Ctx>, opts: EchoOptions, scenario: &str) -> anyho
             Plan {
                 opts,
                 pacer,
+                wake,
                 start_ns,
                 end_ns,
                 drain_deadline,
@@ -99,6 +106,7 @@ pub async fn run_with(ctx: Arc<Ctx>, opts: EchoOptions, scenario: &str) -> anyho
 struct Plan {
     opts: EchoOptions,
     pacer: Pacer,
+    wake: Option<mpsc::Receiver<()>>,
     start_ns: u64,
     end_ns: u64,
     drain_deadline: Instant,
@@ -129,11 +137,7 @@ async fn echo_session(
     rx.subscribed(&channel, offset);
     let mut sent = 0u64;
     let mut sending = true;
-    let mut wake = if plan.opts.closed_loop {
-        None
-    } else {
-        Some(ctx.ticker.register(plan.pacer.clone()))
-    };
+    let mut wake = plan.wake.take();
     let drain = tokio::time::sleep_until(plan.drain_deadline);
     tokio::pin!(drain);
     let far = plan.drain_deadline + Duration::from_secs(3600);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -21,7 +22,10 @@ use crate::sdk::{Client, Events};
 use crate::stats::latency_us;
 
 const CHANNEL: &str = "fanout:0";
-const LEAD: Duration = Duration::from_millis(50);
+/// How long before the first publish the sessions are told to start, plus
+/// [`LEAD_PER_SESSION`] for each session (their tasks must be running).
+const LEAD: Duration = Duration::from_millis(20);
+const LEAD_PER_SESSION: Duration = Duration::from_micros(10);
 
 /// What publishers tell subscribers.
 struct Progressed {
@@ -66,7 +70,8 @@ pub async fn run(ctx: Arc<Ctx>, publishers: usize) -> anyhow::Result<Outcome> {
         done: AtomicUsize::new(publishers - pubs.sessions.len()),
     });
 
-    let start_ns = ctx.clock.now_ns() + LEAD.as_nanos() as u64;
+    let lead = LEAD + LEAD_PER_SESSION * (subscribers + publishers) as u32;
+    let start_ns = ctx.clock.now_ns() + lead.as_nanos() as u64;
     let end_ns = start_ns + ctx.set.duration.as_nanos() as u64;
     let drain_deadline = ctx.instant(end_ns) + ctx.set.drain_timeout;
     let counters = Arc::new(Reconnects::default());
@@ -87,6 +92,7 @@ pub async fn run(ctx: Arc<Ctx>, publishers: usize) -> anyhow::Result<Outcome> {
     let n = pubs.sessions.len().max(1) as u64;
     for (k, (i, (client, events))) in pubs.sessions.into_iter().enumerate() {
         let pacer = Pacer::new(ctx.set.rate, start_ns + interval / n * k as u64, end_ns)?;
+        let wake = ctx.ticker.register(pacer.clone());
         tasks.spawn(publisher(
             ctx.clone(),
             progressed.clone(),
@@ -95,6 +101,7 @@ pub async fn run(ctx: Arc<Ctx>, publishers: usize) -> anyhow::Result<Outcome> {
             client,
             events,
             pacer,
+            wake,
             drain_deadline,
         ));
     }
@@ -179,10 +186,10 @@ async fn publisher(
     client: Client,
     mut events: Events,
     mut pacer: Pacer,
+    mut wake: mpsc::Receiver<()>,
     drain_deadline: Instant,
 ) {
     let source = i as u32;
-    let mut wake = ctx.ticker.register(pacer.clone());
     let mut sent = 0u64;
     'sending: while let Some(()) = tokio::select! {
         w = wake.recv() => w,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{Ctx, Settings, TransportKind};
 use crate::payload::Stamp;
 use crate::sdk::{Client, ClientConfig, Delivery, Event, Events, TlsTrust, Transport};
-use crate::stats::{DeliveryTotals, LatencyHist, Recorder, SessionCheck, StreamCheck, latency_us};
+use crate::stats::{DeliveryTotals, LatencyBuf, Recorder, SessionCheck, StreamCheck, latency_us};
 
 /// The client configuration for the run's settings.
 pub fn config(set: &Settings) -> ClientConfig {
@@ -93,11 +93,10 @@ impl Reconnects {
 /// The receiving side of one session: checks every delivery against the
 /// protocol's promises and against what each sender sent.
 pub struct Receiver {
-    shard: usize,
     session: SessionCheck,
     /// Per sending session (payload `source`).
     streams: HashMap<u32, StreamCheck>,
-    latency: LatencyHist,
+    latency: LatencyBuf,
     disconnects: u64,
 }
 
@@ -105,10 +104,9 @@ impl Receiver {
     /// A receiver for session `shard` (used to spread histogram locks).
     pub fn new(shard: usize) -> Self {
         Self {
-            shard,
             session: SessionCheck::new(),
             streams: HashMap::new(),
-            latency: LatencyHist::new(),
+            latency: LatencyBuf::new(shard),
             disconnects: 0,
         }
     }
@@ -183,18 +181,19 @@ impl Receiver {
             .entry(stamp.source)
             .or_default()
             .observe(stamp.seq);
-        self.latency.record(latency_us(stamp.intended_ns, now));
+        self.latency
+            .push(&ctx.rec, latency_us(stamp.intended_ns, now));
         (self.unique_from(stamp.source) > before).then_some(stamp)
     }
 
     /// Records the verdict, given how many messages each source sent.
     pub fn finish(
-        self,
+        mut self,
         ctx: &Ctx,
         sent_by: impl Fn(u32) -> u64,
         sources: impl IntoIterator<Item = u32>,
     ) {
-        ctx.rec.latencies(self.shard, &self.latency);
+        self.latency.flush(&ctx.rec);
         let mut totals = DeliveryTotals::default();
         let mut streams = self.streams;
         for source in sources {

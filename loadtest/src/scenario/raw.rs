@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -29,13 +30,15 @@ use super::{
 };
 use crate::payload::Stamp;
 use crate::rate::{Pacer, interval_ns};
-use crate::stats::{LatencyHist, Recorder, StreamCheck, latency_us};
+use crate::stats::{LatencyBuf, LatencyHist, Recorder, StreamCheck, latency_us};
 
 /// The generator's own read buffer per connection. tungstenite's default
 /// (128 KiB, zero-filled) would cost 1.3 GB for 10,000 idle connections.
 const CLIENT_READ_BUFFER: usize = 4 * 1024;
-/// How long before the first message the sessions are told to start.
+/// How long before the first message the sessions are told to start, plus
+/// [`LEAD_PER_SESSION`] for each session (their tasks must be running).
 const LEAD: Duration = Duration::from_millis(20);
+const LEAD_PER_SESSION: Duration = Duration::from_micros(10);
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -65,7 +68,8 @@ pub async fn run(ctx: Arc<Ctx>, mode: RawMode) -> anyhow::Result<Outcome> {
     })
     .await?;
 
-    let start_ns = ctx.clock.now_ns() + LEAD.as_nanos() as u64;
+    let lead = LEAD + LEAD_PER_SESSION * opened.sessions.len() as u32;
+    let start_ns = ctx.clock.now_ns() + lead.as_nanos() as u64;
     let end_ns = start_ns + ctx.set.duration.as_nanos() as u64;
     let drain_deadline = ctx.instant(end_ns) + ctx.set.drain_timeout;
     let interval = interval_ns(ctx.set.rate)?;
@@ -81,7 +85,9 @@ pub async fn run(ctx: Arc<Ctx>, mode: RawMode) -> anyhow::Result<Outcome> {
                 // Sessions spread evenly over one interval: no bursts.
                 let phase = interval / n * k as u64;
                 let pacer = Pacer::new(ctx.set.rate, start_ns + phase, end_ns)?;
-                tasks.spawn(open_loop(ctx, i, ws, pacer, drain_deadline));
+                // Registered here, before the start, not by the task.
+                let wake = ctx.ticker.register(pacer.clone());
+                tasks.spawn(open_loop(ctx, i, ws, pacer, wake, drain_deadline));
             }
         }
     }
@@ -134,7 +140,7 @@ pub fn ws_reason(e: &tungstenite::Error) -> String {
 struct Tally {
     source: u32,
     check: StreamCheck,
-    latency: LatencyHist,
+    latency: LatencyBuf,
     sent: u64,
 }
 
@@ -143,7 +149,7 @@ impl Tally {
         Self {
             source: i as u32,
             check: StreamCheck::new(),
-            latency: LatencyHist::new(),
+            latency: LatencyBuf::new(i),
             sent: 0,
         }
     }
@@ -154,14 +160,15 @@ impl Tally {
         match Stamp::decode(payload) {
             Some(s) if s.source == self.source && s.seq >= 1 && s.seq <= self.sent => {
                 self.check.observe(s.seq);
-                self.latency.record(latency_us(s.intended_ns, now_ns));
+                self.latency
+                    .push(&ctx.rec, latency_us(s.intended_ns, now_ns));
             }
             _ => ctx.rec.error("reply that this session never sent"),
         }
     }
 
-    fn finish(self, ctx: &Ctx, i: usize) {
-        ctx.rec.latencies(i, &self.latency);
+    fn finish(mut self, ctx: &Ctx) {
+        self.latency.flush(&ctx.rec);
         ctx.rec.delivery(&self.check.finish(self.sent));
     }
 }
@@ -193,8 +200,14 @@ fn on_message(
     }
 }
 
-async fn open_loop(ctx: Arc<Ctx>, i: usize, mut ws: Ws, mut pacer: Pacer, drain_deadline: Instant) {
-    let mut wake = ctx.ticker.register(pacer.clone());
+async fn open_loop(
+    ctx: Arc<Ctx>,
+    i: usize,
+    mut ws: Ws,
+    mut pacer: Pacer,
+    mut wake: mpsc::Receiver<()>,
+    drain_deadline: Instant,
+) {
     let mut tally = Tally::new(i);
     let mut sending = true;
     let drain = tokio::time::sleep_until(drain_deadline);
@@ -248,7 +261,7 @@ async fn open_loop(ctx: Arc<Ctx>, i: usize, mut ws: Ws, mut pacer: Pacer, drain_
             () = &mut drain => break,
         }
     }
-    tally.finish(&ctx, i);
+    tally.finish(&ctx);
     let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
 }
 
@@ -305,7 +318,7 @@ async fn closed_loop(
             () = &mut drain => break,
         }
     }
-    tally.finish(&ctx, i);
+    tally.finish(&ctx);
     let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
 }
 
