@@ -210,7 +210,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, threads.max(1))) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("loadtest: {e:#}");
@@ -294,7 +294,7 @@ fn settings(
     })
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
     let c = &cli.common;
     if cli.scenario.is_ferry() && !sdk::AVAILABLE {
         bail!(
@@ -332,9 +332,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     let report = scenario::report(&ctx, &outcome);
+    let mut extra = outcome.extra.clone();
+    if let (Some((before, after)), None) = (
+        outcome.window.gateway_rss,
+        report.gateway_rss_bytes_per_session,
+    ) {
+        extra.push((
+            "server VmRSS".into(),
+            format!("{before} bytes at the start of the window, {after} at its end"),
+        ));
+    }
+    // Above ~80 % of its threads the generator itself may be what limits
+    // throughput and adds latency.
+    if report.loadgen_cpu_percent > 80.0 * threads as f64 {
+        extra.push((
+            "WARNING".into(),
+            format!(
+                "the load generator used {:.0} % CPU with {threads} thread(s): it may be the bottleneck (try --threads)",
+                report.loadgen_cpu_percent
+            ),
+        ));
+    }
     let mut stdout = std::io::stdout().lock();
     report
-        .print_human(&outcome.extra, &mut stdout)
+        .print_human(&extra, &mut stdout)
         .context("cannot write the summary")?;
     if let Some(path) = &c.json {
         report.write_json(path)?;

@@ -23,8 +23,10 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<Outcome> {
     let established = opened.sessions.len() as u64;
 
     let mut closing = JoinSet::new();
-    for (_, (client, _events)) in opened.sessions {
+    for (_, (client, events)) in opened.sessions {
         closing.spawn(async move {
+            // The events live until the client is closed.
+            let _events = events;
             let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
         });
     }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::{Ctx, Settings, TransportKind};
 use crate::payload::Stamp;
@@ -45,7 +46,7 @@ pub async fn connect_subscribed(ctx: &Ctx, channel: &str) -> Result<Subscribed, 
             offset,
         }),
         Err(e) => {
-            client.close().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
             Err(format!("subscribe: {e}"))
         }
     }

@@ -36,7 +36,9 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<Outcome> {
             let mut rx = Receiver::new(i);
             loop {
                 match tokio::time::timeout_at(hold_end, events.recv()).await {
-                    Err(_) => return Some(client),
+                    // Events stay with the client: dropping them could
+                    // look like an abandoned client to the SDK.
+                    Err(_) => return Some((client, events)),
                     Ok(None) => {
                         ctx.rec.error("idle session ended");
                         return None;
@@ -62,8 +64,12 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<Outcome> {
     let measured = window.close(&ctx)?;
     let still_open = held.len();
     let mut closing = JoinSet::new();
-    for client in held {
-        closing.spawn(tokio::time::timeout(Duration::from_secs(2), client.close()));
+    for (client, events) in held {
+        closing.spawn(async move {
+            // The events live until the client is closed.
+            let _events = events;
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
+        });
     }
     while closing.join_next().await.is_some() {}
 
