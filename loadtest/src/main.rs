@@ -39,7 +39,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (Ferry client SDK: bu
 #[cfg(not(feature = "sdk"))]
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (Ferry client SDK: not built in; only `raw` works)"
+    " (Ferry client SDK: not built in; `raw` works, Ferry scenarios only against --url mem://NAME)"
 );
 
 /// Exit code when the run found lost/duplicated/reordered messages or too
@@ -296,18 +296,24 @@ fn settings(
 
 async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
     let c = &cli.common;
-    if cli.scenario.is_ferry() && !sdk::AVAILABLE {
-        bail!(
-            "this loadtest was built without the Ferry client SDK, so only `raw` works; \
-             rebuild with `cargo build --release -p loadtest --features sdk` once the SDK has landed"
-        );
-    }
     let url = match (&c.url, &cli.scenario) {
         (Some(u), _) => u.clone(),
         (None, Scenario::Raw { .. }) => "ws://127.0.0.1:9001/".into(),
         (None, _) => c.transport.default_url().into(),
     };
-    let addr = scenario::resolve(&url, c.allow_remote).await?;
+    let in_process = url.starts_with("mem://");
+    if cli.scenario.is_ferry() && !sdk::AVAILABLE && !in_process {
+        bail!(
+            "this loadtest was built without the Ferry client SDK, so only `raw` (and Ferry \
+             scenarios against the in-process stand-in, --url mem://NAME) work; rebuild with \
+             `cargo build --release -p loadtest --features sdk` once the SDK has landed"
+        );
+    }
+    let addr = if in_process {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        scenario::resolve(&url, c.allow_remote).await?
+    };
     let set = settings(c, &cli.scenario, addr, url)?;
     // The hard deadline: every phase is bounded, this only catches a bug.
     let hard_limit = Duration::from_secs_f64(set.sessions as f64 / set.connect_rate)

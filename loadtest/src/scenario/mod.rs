@@ -599,3 +599,6 @@ mod tests {
         assert!(err.to_string().contains("--allow-remote"));
     }
 }
+
+#[cfg(all(test, not(feature = "sdk")))]
+mod stand_in_tests;
