@@ -286,4 +286,36 @@ mod tests {
         assert_eq!(g.get("ferry_connections"), Some(&2.0));
         assert_eq!(g.len(), 2, "ferry_sessions_total is another metric");
     }
+
+    async fn serve_once(answer: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(answer.as_bytes()).await.unwrap();
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn scrapes_over_http_and_explains_failures() {
+        let url = serve_once(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nferry_sessions 5\nferry_connections 6\n",
+        )
+        .await;
+        let g = scrape(&url, false).await.unwrap();
+        assert_eq!(g.get("ferry_sessions"), Some(&5.0));
+
+        let url = serve_once("HTTP/1.0 404 Not Found\r\n\r\n").await;
+        let e = scrape(&url, false).await.unwrap_err().to_string();
+        assert!(e.contains("404"), "{e}");
+
+        let url = serve_once("HTTP/1.0 200 OK\r\n\r\nsomething_else 1\n").await;
+        let e = scrape(&url, false).await.unwrap_err().to_string();
+        assert!(e.contains("no ferry_sessions metric"), "{e}");
+
+        assert!(scrape("https://127.0.0.1:1/metrics", false).await.is_err());
+    }
 }
