@@ -7,6 +7,7 @@
 pub mod harness;
 pub mod http;
 pub mod raw;
+pub mod sdk;
 
 /// The path of the gateway binary built for these tests.
 #[macro_export]

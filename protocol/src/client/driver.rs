@@ -377,6 +377,9 @@ impl Driver {
                 self.close_reply = Some(reply);
                 return Some(End::Stop(None));
             }
+            Command::SwitchEndpoint { connector } => {
+                self.connector = connector;
+            }
         }
         None
     }

@@ -178,6 +178,21 @@ impl Client {
         self.ask(|reply| Command::WaitAcked { reply }).await
     }
 
+    /// From the next reconnect on, uses the transport, URL and TLS settings
+    /// of `endpoint` (its other fields are ignored): the session resumes
+    /// over the new transport. For a mobile app whose network blocks UDP:
+    /// switch from QUIC to WebSocket, and back when QUIC works again. The
+    /// current connection is kept until it fails or [`Client::kill_transport`].
+    pub async fn switch_endpoint(&self, endpoint: &ClientConfig) -> Result<(), ClientError> {
+        let target = endpoint.validate()?;
+        let connector = Connector::new(endpoint, target)?;
+        tls::warn_if_insecure(endpoint.tls.as_ref());
+        self.commands
+            .send(Command::SwitchEndpoint { connector })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
     /// The current session id (new after a failed resume).
     pub fn session_id(&self) -> Option<SessionId> {
         self.shared.session_id()

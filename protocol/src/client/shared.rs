@@ -33,6 +33,10 @@ pub(crate) enum Command {
     Close {
         reply: oneshot::Sender<()>,
     },
+    /// Use another endpoint (transport and URL) from the next reconnect on.
+    SwitchEndpoint {
+        connector: crate::client::transport::Connector,
+    },
 }
 
 /// State the handle reads without asking the driver.
