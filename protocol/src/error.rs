@@ -56,6 +56,18 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
+impl DecodeError {
+    /// The error code a receiver reports for this error before closing.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            DecodeError::UnknownType(_) => crate::ErrorCode::UnknownFrameType,
+            DecodeError::Oversize { .. } => crate::ErrorCode::FrameTooLarge,
+            DecodeError::InvalidChannel(_) => crate::ErrorCode::InvalidChannel,
+            _ => crate::ErrorCode::MalformedFrame,
+        }
+    }
+}
+
 /// A channel name breaks the naming rules of PROTOCOL.md.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

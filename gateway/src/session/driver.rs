@@ -27,12 +27,7 @@ const MAX_BATCH: usize = 256;
 
 /// The error code for a frame that did not decode.
 pub fn code_for(e: &DecodeError) -> ErrorCode {
-    match e {
-        DecodeError::UnknownType(_) => ErrorCode::UnknownFrameType,
-        DecodeError::Oversize { .. } => ErrorCode::FrameTooLarge,
-        DecodeError::InvalidChannel(_) => ErrorCode::InvalidChannel,
-        _ => ErrorCode::MalformedFrame,
-    }
+    e.code()
 }
 
 /// How a connection ended.

@@ -6,7 +6,7 @@
 //! datagrams by their 4-tuple, which changes with the address. So each
 //! worker issues connection IDs whose first byte is its index
 //! ([`WorkerCids`]), and a classic BPF program on the reuseport group
-//! ([`attach_cid_steering`]) picks the socket from that byte of the
+//! ([`steer_group`]) picks the socket from that byte of the
 //! destination connection ID. Packets follow the connection, not the
 //! address, at no cost in user space.
 //!

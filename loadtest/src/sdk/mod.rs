@@ -2,7 +2,7 @@
 //!
 //! With the cargo feature `sdk` this is the real client,
 //! `ferry_protocol::client`. Without it (the default until the SDK is on
-//! main) it is [`shim`], a stand-in with the same signatures whose
+//! main) it is `shim`, a stand-in with the same signatures whose
 //! `Client::connect` fails: the Ferry scenarios are compiled and linted
 //! against the announced API today, and `main` refuses to run them.
 
