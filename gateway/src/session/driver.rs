@@ -241,6 +241,10 @@ impl Connection<'_> {
                     Due::Close(end) => return end,
                     Due::Write => {
                         self.collect(&mut out);
+                        // A write that completes at once never lets the
+                        // delivery task see the flag; one that waits for the
+                        // client to drain does.
+                        self.set_write_blocked(true);
                         let killed = self.killed();
                         tokio::select! {
                             sent = io.send(&mut out) => if sent.is_err() {
@@ -248,6 +252,7 @@ impl Connection<'_> {
                             },
                             end = killed => return end,
                         }
+                        self.set_write_blocked(false);
                     }
                 },
                 incoming = io.recv() => {
@@ -273,6 +278,12 @@ impl Connection<'_> {
                     heartbeat.as_mut().reset(deadline.into());
                 }
             }
+        }
+    }
+
+    fn set_write_blocked(&self, blocked: bool) {
+        if let Some(session) = self.worker.state.borrow_mut().sessions.get_mut(self.sref) {
+            session.set_write_blocked(blocked);
         }
     }
 

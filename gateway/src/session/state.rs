@@ -90,6 +90,7 @@ pub struct Session {
     puback_due: bool,
     kill: Option<ErrorCode>,
     reconnect_hint_ms: u64,
+    write_blocked: bool,
     waker: Option<Waker>,
 }
 
@@ -114,6 +115,7 @@ impl Session {
             puback_due: false,
             kill: None,
             reconnect_hint_ms: 0,
+            write_blocked: false,
             waker: None,
         }
     }
@@ -152,6 +154,7 @@ impl Session {
             puback_due: false,
             kill: None,
             reconnect_hint_ms: 0,
+            write_blocked: false,
             waker: None,
         })
     }
@@ -222,6 +225,7 @@ impl Session {
     /// The connection went away.
     pub fn detach(&mut self, now: Instant) {
         self.attachment = Attachment::Detached { since: now };
+        self.write_blocked = false;
         self.waker = None;
         self.kill = None;
         self.control.clear();
@@ -330,7 +334,10 @@ impl Session {
             return Delivered::Overflowed;
         }
         if matches!(self.attachment, Attachment::Attached { .. }) {
-            if self.log.unsent_bytes() > outbound_bound {
+            // Only a client that does not drain is slow: a backlog that
+            // builds up while the connection task simply has not run yet
+            // (a burst) is written out at its next turn.
+            if self.write_blocked && self.log.unsent_bytes() > outbound_bound {
                 self.kill(ErrorCode::SlowConsumer);
                 return Delivered::SlowConsumer;
             }
@@ -370,6 +377,12 @@ impl Session {
             self.kill = Some(code);
         }
         self.wake();
+    }
+
+    /// Records whether the connection is waiting for the transport to take
+    /// a write (the client is not draining its socket).
+    pub fn set_write_blocked(&mut self, blocked: bool) {
+        self.write_blocked = blocked;
     }
 
     /// Asks the connection to close with GOAWAY `code`, telling the client
@@ -446,12 +459,16 @@ mod tests {
     }
 
     #[test]
-    fn slow_consumer_is_killed_but_keeps_the_message() {
+    fn a_burst_is_not_a_slow_consumer_but_a_blocked_writer_is() {
         let mut s = session();
         let p = Bytes::from(vec![0u8; 100]);
-        assert_eq!(s.deliver(&chan(), 1, &p, 120), Delivered::SlowConsumer);
+        assert_eq!(s.deliver(&chan(), 1, &p, 120), Delivered::Queued);
+        assert_eq!(s.deliver(&chan(), 2, &p, 120), Delivered::Queued);
+        assert_eq!(s.kill_code(), None, "the writer has not had its turn yet");
+        s.set_write_blocked(true);
+        assert_eq!(s.deliver(&chan(), 3, &p, 120), Delivered::SlowConsumer);
         assert_eq!(s.kill_code(), Some(ErrorCode::SlowConsumer));
-        assert_eq!(s.log().len(), 1);
+        assert_eq!(s.log().len(), 3, "the message is kept for a resume");
     }
 
     #[test]
