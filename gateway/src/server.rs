@@ -268,6 +268,7 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
     };
     set_phase(&phase_tx, Phase::Running);
     announce(&bound, workers);
+    notify_service_manager(&[sd_notify::NotifyState::Ready]);
 
     local.block_on(&runtime, async {
         let (taken_tx, mut taken_rx) = mpsc::channel::<Result<u64, String>>(1);
@@ -284,7 +285,12 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => match reloader() {
+                _ = hup.recv() => match {
+                    notify_service_manager(&[sd_notify::NotifyState::Reloading]);
+                    let next = reloader();
+                    notify_service_manager(&[sd_notify::NotifyState::Ready]);
+                    next
+                } {
                     Ok(next) => {
                         if let (Some(store), Some((cert, key))) = (&cert_store, &next.tls_cert) {
                             match load_certified_key(&CertPaths { cert: cert.clone(), key: key.clone() }) {
@@ -340,6 +346,7 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
         anyhow::Ok(())
     })?;
     tracing::info!("draining");
+    notify_service_manager(&[sd_notify::NotifyState::Stopping]);
     set_phase(&phase_tx, Phase::Draining);
     for handle in handles {
         match handle.join() {
@@ -359,6 +366,14 @@ async fn accept_control(
     match listener {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Tells systemd (`Type=notify`) where we are; a no-op without
+/// `NOTIFY_SOCKET`.
+fn notify_service_manager(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!("cannot notify the service manager: {e}");
     }
 }
 

@@ -123,3 +123,41 @@ async fn a_reloaded_limit_applies_to_existing_connections_and_a_bad_file_changes
     );
     let _ = std::fs::remove_file(file);
 }
+
+#[test]
+fn the_service_manager_hears_ready_reloading_and_stopping() {
+    let dir = std::env::temp_dir().join(format!("ferry-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let file = temp_file("notify.toml", "[limits]\nmax_subscriptions = 10\n");
+    let mut gw = Gateway::start(
+        gateway_bin!(),
+        GatewayOptions::default()
+            .config(&file)
+            .env("NOTIFY_SOCKET", &socket_path.display().to_string()),
+    )
+    .expect("start");
+    let mut next = || {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().contains("READY=1"));
+    gw.signal(libc::SIGHUP);
+    assert!(next().contains("RELOADING=1"));
+    assert!(next().contains("READY=1"));
+    gw.signal(libc::SIGTERM);
+    assert!(next().contains("STOPPING=1"));
+    assert!(
+        gw.wait_exit(std::time::Duration::from_secs(15))
+            .expect("exit")
+            .success()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(file);
+}
