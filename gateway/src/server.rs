@@ -285,30 +285,30 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => match {
+                _ = hup.recv() => {
                     notify_service_manager(&[sd_notify::NotifyState::Reloading]);
                     let next = reloader();
                     notify_service_manager(&[sd_notify::NotifyState::Ready]);
-                    next
-                } {
-                    Ok(next) => {
-                        if let (Some(store), Some((cert, key))) = (&cert_store, &next.tls_cert) {
-                            match load_certified_key(&CertPaths { cert: cert.clone(), key: key.clone() }) {
-                                Ok(key) => store.replace(key),
-                                Err(e) => tracing::error!("certificate not reloaded: {e}"),
+                    match next {
+                        Ok(next) => {
+                            if let (Some(store), Some((cert, key))) = (&cert_store, &next.tls_cert) {
+                                match load_certified_key(&CertPaths { cert: cert.clone(), key: key.clone() }) {
+                                    Ok(key) => store.replace(key),
+                                    Err(e) => tracing::error!("certificate not reloaded: {e}"),
+                                }
                             }
+                            let next = Arc::new(next);
+                            for links in mesh.all() {
+                                let _ = links.control.send(ControlMsg::Reload(next.clone())).await;
+                            }
+                            if let Some(ops) = &ops {
+                                ops.reload(next.clone());
+                            }
+                            tracing::info!("configuration reloaded");
                         }
-                        let next = Arc::new(next);
-                        for links in mesh.all() {
-                            let _ = links.control.send(ControlMsg::Reload(next.clone())).await;
-                        }
-                        if let Some(ops) = &ops {
-                            ops.reload(next.clone());
-                        }
-                        tracing::info!("configuration reloaded");
+                        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
                     }
-                    Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
-                },
+                }
                 Some(result) = taken_rx.recv() => {
                     match result {
                         Ok(sessions) => {

@@ -142,7 +142,7 @@ fn the_service_manager_hears_ready_reloading_and_stopping() {
             .env("NOTIFY_SOCKET", &socket_path.display().to_string()),
     )
     .expect("start");
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 256];
         let n = socket.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
