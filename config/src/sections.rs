@@ -274,7 +274,7 @@ pub struct WebSocket {
 impl Default for WebSocket {
     fn default() -> Self {
         Self {
-            read_buffer: ByteSize::kib(4),
+            read_buffer: ByteSize::kib(1),
             write_buffer: ByteSize::kib(4),
             max_write_buffer: ByteSize::mib(1),
         }

@@ -116,7 +116,7 @@ impl Default for Settings {
             control_socket: PathBuf::from("ferry-data/control.sock"),
             upgrade_reconnect_rate: 5000,
             upgrade_deadline: Duration::from_secs(60),
-            ws_read_buffer: 4 * 1024,
+            ws_read_buffer: 1024,
             ws_write_buffer: 4 * 1024,
             ws_max_write_buffer: 1024 * 1024,
             publish_rate: None,

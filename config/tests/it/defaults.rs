@@ -58,7 +58,7 @@ fn the_defaults_are_the_documented_values() {
     assert_eq!(c.session.replay_max_bytes, ByteSize::mib(1));
     assert_eq!(c.channels.history_messages, 1024);
     assert_eq!(c.channels.history_bytes, ByteSize::mib(1));
-    assert_eq!(c.websocket.read_buffer, ByteSize::kib(4));
+    assert_eq!(c.websocket.read_buffer, ByteSize::kib(1));
     assert_eq!(c.websocket.write_buffer, ByteSize::kib(4));
     assert_eq!(c.websocket.max_write_buffer, ByteSize::mib(1));
     assert_eq!(c.quic.idle_timeout, Duration::from_secs(60));
