@@ -173,17 +173,17 @@ pub(super) fn quic(c: &mut Checker, raw: &RawConfig) -> Quic {
             None => Ok(None),
         },
     );
-    if let (true, true, Some(k)) = (idle.ok, keep_alive.ok, keep_alive.value) {
-        if k >= idle.value {
-            c.invalid(
-                "quic.keep_alive_interval",
-                format!(
-                    "{} must be less than quic.idle_timeout ({}), or the connection idles out first",
-                    format_duration(k),
-                    format_duration(idle.value)
-                ),
-            );
-        }
+    if let (true, true, Some(k)) = (idle.ok, keep_alive.ok, keep_alive.value)
+        && k >= idle.value
+    {
+        c.invalid(
+            "quic.keep_alive_interval",
+            format!(
+                "{} must be less than quic.idle_timeout ({}), or the connection idles out first",
+                format_duration(k),
+                format_duration(idle.value)
+            ),
+        );
     }
     let stream = c.size(
         "quic.stream_receive_window",
