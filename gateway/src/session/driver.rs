@@ -4,7 +4,7 @@
 //! It reads frames and feeds them to the session, and when the session has
 //! something due (control frames, unsent messages, a reason to close) it
 //! writes it all in one batch and flushes once. Authentication (grant
-//! checks, TOKEN, the refresh timer) is applied by [`auth`].
+//! checks, TOKEN, the refresh timer) is applied by `driver/auth.rs`.
 
 mod auth;
 
