@@ -1,5 +1,8 @@
 //! The command line: `gateway [--config FILE]`, `gateway check-config
-//! FILE`. Errors are reported in words an operator can act on.
+//! FILE`, `gateway token --sub USER ...`. Errors are reported in words an
+//! operator can act on.
+
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,6 +64,15 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Mint a development token with a key of the configuration and print
+    /// it.
+    ///
+    /// The key is the one named by --kid; without --kid, the only
+    /// configured key, else the first HS256 key. HS256 keys sign with their
+    /// configured secret; RS256 and ES256 keys need their private key
+    /// (--private-key), and the token is checked against the configured
+    /// public key. The token carries the configured audience and issuer.
+    Token(token::TokenArgs),
 }
 
 impl Cli {
@@ -101,8 +113,10 @@ impl Cli {
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::Token(args)) => return token::run(cli.config.as_deref(), args),
+        None => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -124,8 +138,24 @@ pub fn main() -> ExitCode {
             "auth.mode = \"none\": any client may subscribe and publish to any channel; use auth.mode = \"jwt\" in production"
         );
     }
-    let mut settings = Settings::from_config(&config);
+    let mut settings = match Settings::from_config(&config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!(
+                "gateway: the [auth] keys{} cannot be used:\n{e}",
+                describe(cli.config.as_deref())
+            );
+            return ExitCode::from(2);
+        }
+    };
     cli.apply_overrides(&mut settings);
+    if let Some(auth) = &settings.auth {
+        let kids: Vec<&str> = auth.kids().collect();
+        tracing::info!(
+            ?kids,
+            "auth.mode = \"jwt\": clients need a token signed by one of these keys"
+        );
+    }
     let mode = server::StartMode {
         takeover: cli.takeover,
     };
@@ -146,10 +176,23 @@ fn describe(path: Option<&Path>) -> String {
 
 fn check_config(file: &Path) -> ExitCode {
     match Config::load(Some(file)) {
-        Ok(_) => {
-            println!("{}: ok", file.display());
-            ExitCode::SUCCESS
-        }
+        // The key files are part of the configuration: a file that the
+        // gateway could not read would stop it at start.
+        Ok(config) => match crate::auth_setup::authenticator(&config.auth) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let n = e.problems.len();
+                eprintln!(
+                    "{}: {n} problem{}:\n{e}",
+                    file.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+                ExitCode::from(2)
+            }
+        },
         Err(errors) => {
             eprintln!(
                 "{}: {} problem{}:\n{errors}",
@@ -182,6 +225,20 @@ fn reloader(
                 ));
             }
         };
+        // A key file that cannot be read fails the whole reload: the
+        // running keys stay, rather than running with some keys missing.
+        // Key files are read again even when the file names did not change,
+        // so replacing a PEM in place and reloading rotates it.
+        let mut next = match Settings::from_config(&next_config) {
+            Ok(next) => next,
+            Err(e) => {
+                metrics::counter!("ferry_config_reloads_total", "outcome" => "error").increment(1);
+                return Err(format!(
+                    "the [auth] keys{} cannot be used:\n{e}",
+                    describe(cli.config.as_deref())
+                ));
+            }
+        };
         let diff = running_config.diff(&next_config);
         if !diff.needs_restart.is_empty() {
             tracing::warn!(
@@ -189,7 +246,6 @@ fn reloader(
                 "these settings cannot change in a running gateway; they apply after an upgrade (gateway --takeover)"
             );
         }
-        let mut next = Settings::from_config(&next_config);
         cli.apply_overrides(&mut next);
         let next = next.keeping_fixed_fields_of(&running);
         if next.log_level != running.log_level

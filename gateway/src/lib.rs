@@ -5,6 +5,8 @@
 //! - [`runtime`]: thread-per-core workers and the queues between them;
 //! - [`transport`]: WebSocket (and QUIC), where bytes become frames;
 //! - [`session`]: the sans-IO session state and its connection driver;
+//! - [`auth`]: token verification and grants (sans-IO); [`auth_setup`]
+//!   builds it from the configuration, reading the key files;
 //! - [`fanout`]: channel sequencers and local subscriber lists;
 //! - [`server`], [`phase`]: lifecycle and signals;
 //! - [`ops`]: the ops HTTP listener (probes, metrics, admin API);
@@ -13,6 +15,7 @@
 //! The binary (`main.rs`) only installs the allocator and calls [`main`].
 
 pub mod auth;
+pub mod auth_setup;
 pub mod fanout;
 pub mod logging;
 pub mod metrics;

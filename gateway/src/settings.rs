@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::DecodeLimits;
 use ferry_protocol::replay_log::ReplayLimits;
 
+use crate::auth::Authenticator;
+use crate::auth_setup::AuthSetupError;
+
 /// Everything a worker needs to know, in the units it uses.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Worker threads (one per core).
     pub workers: usize,
@@ -82,6 +86,15 @@ pub struct Settings {
     pub publish_burst: u32,
     /// Log filter (EnvFilter syntax).
     pub log_level: String,
+    /// Verifies client tokens; `None` with `auth.mode = "none"` (every
+    /// client anonymous). Built once per snapshot, so keys rotate by reload.
+    pub auth: Option<Arc<Authenticator>>,
+    /// How long before a token expires the gateway sends REFRESH_TOKEN.
+    pub refresh_before: Duration,
+    /// How long after expiry a connection may still answer with TOKEN.
+    pub refresh_grace: Duration,
+    /// Failed authentications per minute per source before it gets 408.
+    pub failed_attempts_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -122,14 +135,21 @@ impl Default for Settings {
             publish_rate: None,
             publish_burst: 100,
             log_level: "info".to_owned(),
+            auth: None,
+            refresh_before: Duration::from_secs(60),
+            refresh_grace: Duration::from_secs(30),
+            failed_attempts_per_minute: 30,
         }
     }
 }
 
 impl Settings {
-    /// The settings a validated configuration describes.
-    pub fn from_config(c: &ferry_config::Config) -> Self {
-        Self {
+    /// The settings a validated configuration describes. Reads the auth
+    /// public key files, so it fails when one cannot be read or holds no
+    /// usable key.
+    pub fn from_config(c: &ferry_config::Config) -> Result<Self, AuthSetupError> {
+        let auth = crate::auth_setup::authenticator(&c.auth)?.map(Arc::new);
+        Ok(Self {
             workers: c.server.workers.count(),
             ws_listen: c.listen.ws,
             ws_path: c.listen.ws_path.as_str().to_owned(),
@@ -178,7 +198,11 @@ impl Settings {
             publish_rate: c.limits.publish_rate.map(|r| r.get()),
             publish_burst: c.limits.publish_burst.get(),
             log_level: c.log.level.as_str().to_owned(),
-        }
+            auth,
+            refresh_before: c.auth.refresh_before,
+            refresh_grace: c.auth.refresh_grace,
+            failed_attempts_per_minute: c.auth.failed_attempts_per_minute.get(),
+        })
     }
 
     /// These settings with the fields that cannot change in a running
@@ -202,7 +226,7 @@ mod tests {
 
     #[test]
     fn embedded_config_defaults_match_the_settings_defaults_where_they_overlap() {
-        let from_config = Settings::from_config(&ferry_config::Config::default());
+        let from_config = Settings::from_config(&ferry_config::Config::default()).unwrap();
         let d = Settings::default();
         assert_eq!(from_config.ws_listen, d.ws_listen);
         assert_eq!(from_config.quic_listen, d.quic_listen);
@@ -210,6 +234,13 @@ mod tests {
         assert_eq!(from_config.replay, d.replay);
         assert_eq!(from_config.resume_window, d.resume_window);
         assert_eq!(from_config.outbound_queue_bytes, d.outbound_queue_bytes);
+        assert!(from_config.auth.is_none() && d.auth.is_none());
+        assert_eq!(from_config.refresh_before, d.refresh_before);
+        assert_eq!(from_config.refresh_grace, d.refresh_grace);
+        assert_eq!(
+            from_config.failed_attempts_per_minute,
+            d.failed_attempts_per_minute
+        );
     }
 
     #[test]

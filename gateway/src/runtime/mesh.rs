@@ -94,17 +94,32 @@ pub enum DeliveryMsg {
     Barrier(oneshot::Sender<()>),
 }
 
+/// Why a worker did not hand a session over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeRefused {
+    /// Not on this worker, or the secret does not match (the two look
+    /// alike to the client).
+    NotHere,
+    /// The secret matches, but the session belongs to another user than
+    /// the one resuming it: it stays where it is, its connection untouched.
+    OtherUser,
+}
+
 /// To a worker, from the server or another worker.
 #[derive(Debug)]
 pub enum ControlMsg {
-    /// Hand over session `id` if it is here and `secret` matches.
+    /// Hand over session `id` if it is here, `secret` matches and, when
+    /// `user` is set, the session is that user's.
     TakeSession {
         /// The session.
         id: SessionId,
         /// The secret the client presented.
         secret: ResumeSecret,
-        /// The snapshot, or `None`.
-        reply: oneshot::Sender<Option<Box<SessionSnapshot>>>,
+        /// The authenticated user resuming it; `None` checks no user
+        /// (anonymous clients, or a pull whose user is checked on arrival).
+        user: Option<String>,
+        /// The snapshot, or why not.
+        reply: oneshot::Sender<Result<Box<SessionSnapshot>, TakeRefused>>,
     },
     /// New settings for every worker.
     Reload(Arc<Settings>),

@@ -16,6 +16,7 @@ use tokio::task::LocalSet;
 
 use super::mesh::{ControlMsg, DeliveryMsg, Mesh, SequencerMsg, WorkerInbox};
 use super::state::WorkerState;
+use crate::auth::FailedAttempts;
 use crate::fanout::router::owner_of;
 use crate::fanout::sequencer::HistoryLimits;
 use crate::metrics::WorkerCounters;
@@ -53,6 +54,10 @@ pub struct Worker {
     pub state: RefCell<WorkerState>,
     /// Local counters, flushed to `metrics` periodically.
     pub counters: RefCell<WorkerCounters>,
+    /// Failed authentications per source address. Per worker: a source
+    /// spread over several workers by the kernel gets up to `workers`
+    /// times the limit, which keeps the check free of cross-core traffic.
+    pub failed_auth: RefCell<FailedAttempts>,
     next_conn: Cell<u64>,
     live_connections: Cell<usize>,
 }
@@ -145,6 +150,7 @@ async fn worker_main(setup: WorkerSetup) {
         messages: settings.history_messages,
         bytes: settings.history_bytes,
     };
+    let failed_auth = FailedAttempts::new(settings.failed_attempts_per_minute);
     let worker = Rc::new(Worker {
         index: setup.index,
         state: RefCell::new(WorkerState::new(setup.mesh.len(), history)),
@@ -152,6 +158,7 @@ async fn worker_main(setup: WorkerSetup) {
         shared: setup.shared,
         settings: RefCell::new(settings),
         counters: RefCell::new(WorkerCounters::new(setup.index)),
+        failed_auth: RefCell::new(failed_auth),
         next_conn: Cell::new(0),
         live_connections: Cell::new(0),
     });
@@ -304,14 +311,20 @@ async fn run_delivery(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<De
 async fn run_control(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<ControlMsg>) {
     while let Some(msg) = rx.recv().await {
         match msg {
-            ControlMsg::TakeSession { id, secret, reply } => {
-                let taken = crate::session::handshake::give_away(&worker, id, &secret);
+            ControlMsg::TakeSession {
+                id,
+                secret,
+                user,
+                reply,
+            } => {
+                let taken =
+                    crate::session::handshake::give_away(&worker, id, &secret, user.as_deref());
                 let snapshot = match taken {
-                    Some((snapshot, channels)) => {
+                    Ok((snapshot, channels)) => {
                         worker.unsubscribe_all(channels).await;
-                        Some(Box::new(snapshot))
+                        Ok(Box::new(snapshot))
                     }
-                    None => None,
+                    Err(refused) => Err(refused),
                 };
                 let _ = reply.send(snapshot);
             }
@@ -357,15 +370,29 @@ fn apply_settings(worker: &Worker, settings: Arc<Settings>) {
         session.log_mut().set_limits(settings.replay);
     }
     drop(state);
+    if settings.failed_attempts_per_minute != worker.settings.borrow().failed_attempts_per_minute {
+        // A new limit starts a fresh table: the counts so far were made
+        // against the old one.
+        *worker.failed_auth.borrow_mut() = FailedAttempts::new(settings.failed_attempts_per_minute);
+    }
     *worker.settings.borrow_mut() = settings;
 }
+
+/// Sweeps of the failed-authentication table happen every this many
+/// ticks: it may hold many sources, and an idle one costs only memory.
+const FAILED_AUTH_SWEEP_TICKS: u32 = 15;
 
 async fn run_sweeper(worker: Rc<Worker>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tick.tick().await;
         let now = Instant::now();
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(FAILED_AUTH_SWEEP_TICKS) {
+            worker.failed_auth.borrow_mut().sweep(now);
+        }
         let window = worker.settings.borrow().resume_window;
         let (expired, channels) = {
             let mut state = worker.state.borrow_mut();

@@ -3,9 +3,13 @@
 //!
 //! It reads frames and feeds them to the session, and when the session has
 //! something due (control frames, unsent messages, a reason to close) it
-//! writes it all in one batch and flushes once.
+//! writes it all in one batch and flushes once. Authentication (grant
+//! checks, TOKEN, the refresh timer) is applied by `driver/auth.rs`.
+
+mod auth;
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -15,7 +19,8 @@ use bytes::{Bytes, BytesMut};
 use ferry_protocol::seq::Disposition;
 use ferry_protocol::{ChannelName, DecodeError, ErrorCode, Frame};
 
-use super::handshake::{self, Reject};
+use self::auth::ConnAuth;
+use super::handshake::{self, Established, Reject};
 use super::registry::SessionRef;
 use crate::fanout::router::owner_of;
 use crate::runtime::mesh::SequencerMsg;
@@ -45,6 +50,9 @@ enum End {
     GoAway(ErrorCode, u64),
     /// The client broke the protocol.
     Violation(ErrorCode, u64, String),
+    /// The client's credentials no longer hold: a bad TOKEN, another
+    /// user's, or none in time. The session stays, detached.
+    Unauthenticated(ErrorCode, String),
 }
 
 /// Counts a connection for its whole life.
@@ -74,6 +82,7 @@ pub async fn run<T: FrameIo>(
     mut io: T,
     transport: &'static str,
     started: Instant,
+    peer: SocketAddr,
 ) {
     let (_admission, admitted) = Admission::new(&worker, transport);
     if !admitted {
@@ -98,7 +107,11 @@ pub async fn run<T: FrameIo>(
             return;
         }
     };
-    let (sref, welcome) = match handshake::establish(&worker, hello, conn).await {
+    let Established {
+        session: sref,
+        welcome,
+        credentials,
+    } = match handshake::establish(&worker, hello, conn, peer).await {
         Ok(ok) => ok,
         Err(Reject::Error(code, message)) => {
             reject(&mut io, transport, code, &message).await;
@@ -119,6 +132,8 @@ pub async fn run<T: FrameIo>(
                 scratch: BytesMut::new(),
                 control: Vec::new(),
                 rate: PublishRate::new(worker.settings().publish_burst),
+                peer,
+                auth: credentials.map(|c| ConnAuth::new(c, &worker.settings())),
             };
             connection.serve(&mut io).await
         }
@@ -158,6 +173,7 @@ async fn finish<T: FrameIo>(worker: &Worker, sref: SessionRef, conn: u64, io: &m
         }),
         End::Killed(code) => Some(Frame::error(code, 0, kill_message(code))),
         End::Violation(code, reference, message) => Some(Frame::error(code, reference, message)),
+        End::Unauthenticated(code, message) => Some(Frame::error(code, 0, message)),
     };
     if let Some(Frame::Error { code, .. }) = &last
         && let Some(code) = ErrorCode::from_u16(*code)
@@ -198,6 +214,10 @@ struct Connection<'a> {
     scratch: BytesMut,
     control: Vec<Frame>,
     rate: PublishRate,
+    /// The client's address at accept, for the failed-attempt limit.
+    peer: SocketAddr,
+    /// The verified token; `None` with `auth.mode = "none"`.
+    auth: Option<ConnAuth>,
 }
 
 /// A token bucket for one connection's publishes.
@@ -276,6 +296,11 @@ impl Connection<'_> {
                         return End::Killed(ErrorCode::HeartbeatTimeout);
                     }
                     heartbeat.as_mut().reset(deadline.into());
+                }
+                () = self.auth_timer(), if self.auth.is_some() => {
+                    if let Err(end) = self.on_auth_timer() {
+                        return end;
+                    }
                 }
             }
         }
@@ -404,7 +429,8 @@ impl Connection<'_> {
                 s.push_control(Frame::Pong { nonce });
                 Ok(())
             }),
-            Frame::Pong { .. } | Frame::Token { .. } => Ok(()),
+            Frame::Token { token } => self.on_token(&token),
+            Frame::Pong { .. } => Ok(()),
             Frame::Error { code, message, .. } => {
                 tracing::debug!(code, message, "client reported an error");
                 Ok(())
@@ -445,6 +471,9 @@ impl Connection<'_> {
                 self.worker.counters.borrow_mut().duplicate_publishes += 1;
             }
             Disposition::Accept => {
+                if !self.may_publish(&channel) {
+                    return self.refuse_publish(client_seq, &channel);
+                }
                 let settings = self.worker.settings();
                 if let Some(per_second) = settings.publish_rate
                     && !self
@@ -492,6 +521,9 @@ impl Connection<'_> {
     }
 
     async fn on_subscribe(&mut self, request_id: u64, channel: ChannelName) -> Result<(), End> {
+        if !self.may_subscribe(&channel) {
+            return self.refuse_subscribe(request_id, &channel);
+        }
         let max = self.worker.settings().max_subscriptions;
         let proceed = self.with_session(|s| {
             if let Some(existing) = s.subscription_mut(&channel) {

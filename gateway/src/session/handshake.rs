@@ -2,8 +2,9 @@
 //! resume here, fetch the session from the worker that holds it, or start
 //! a new session and say why.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_protocol::frame::PROTOCOL_VERSION;
 use ferry_protocol::{
@@ -12,10 +13,12 @@ use ferry_protocol::{
 };
 use tokio::sync::oneshot;
 
+use super::credentials::Credentials;
 use super::registry::SessionRef;
 use super::state::{Session, SessionSnapshot};
+use crate::auth::{AuthError, Identity};
 use crate::fanout::router::owner_of;
-use crate::runtime::mesh::{ControlMsg, SequencerMsg};
+use crate::runtime::mesh::{ControlMsg, SequencerMsg, TakeRefused};
 use crate::runtime::worker::Worker;
 use crate::transport::{FrameIo, TransportError};
 
@@ -77,37 +80,132 @@ pub fn reject_transport(e: TransportError) -> Reject {
     }
 }
 
+/// A session attached to a new connection.
+#[derive(Debug)]
+pub struct Established {
+    /// The session.
+    pub session: SessionRef,
+    /// What to send first.
+    pub welcome: Welcome,
+    /// The verified token; `None` with `auth.mode = "none"`.
+    pub credentials: Option<Credentials>,
+}
+
 /// Resolves HELLO into an attached session and its WELCOME.
 pub async fn establish(
     worker: &Rc<Worker>,
     hello: Hello,
     conn: u64,
-) -> Result<(SessionRef, Welcome), Reject> {
-    let user = authenticate(&hello)?;
+    peer: SocketAddr,
+) -> Result<Established, Reject> {
+    let credentials = authenticate(worker, &hello.token, peer)?;
+    let user = credentials.as_ref().map(|c| c.user().to_owned());
+    let established = |sref, outcome| Established {
+        session: sref,
+        welcome: welcome(worker, sref, outcome),
+        credentials,
+    };
     let Some(resume) = hello.resume else {
         let sref = new_session(worker, user, conn);
-        return Ok((sref, welcome(worker, sref, WelcomeOutcome::New)));
+        return Ok(established(sref, WelcomeOutcome::New));
     };
-    match resume_session(worker, &resume, conn).await {
+    match resume_session(worker, &resume, user.as_deref(), conn).await {
         Ok(sref) => {
             crate::metrics::count_resume("resumed");
-            Ok((sref, welcome(worker, sref, WelcomeOutcome::Resumed)))
+            Ok(established(sref, WelcomeOutcome::Resumed))
         }
-        Err(outcome) => {
+        Err(ResumeFailed::OtherUser) => {
+            crate::metrics::count_resume("identity_mismatch");
+            Err(Reject::Error(
+                ErrorCode::IdentityMismatch,
+                "the token names another user than the session's; connect without resume".into(),
+            ))
+        }
+        Err(ResumeFailed::New(outcome)) => {
             crate::metrics::count_resume(match outcome {
                 WelcomeOutcome::NewReplayUnavailable => "replay_unavailable",
                 _ => "expired",
             });
             let sref = new_session(worker, user, conn);
-            Ok((sref, welcome(worker, sref, outcome)))
+            Ok(established(sref, outcome))
         }
     }
 }
 
-/// Authentication hook: the user a token names. With `auth.mode = none`
-/// every client is anonymous.
-fn authenticate(_hello: &Hello) -> Result<Option<String>, Reject> {
-    Ok(None)
+/// The current Unix time. A clock before 1970 reads as 1970, which makes
+/// every token look expired: a loud failure rather than a silent pass.
+pub fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Verifies HELLO's token when authentication is on (`None` when it is
+/// off: every client is anonymous). A source with too many recent
+/// failures is refused before its token is looked at.
+fn authenticate(
+    worker: &Worker,
+    token: &str,
+    peer: SocketAddr,
+) -> Result<Option<Credentials>, Reject> {
+    let Some(auth) = worker.settings().auth.clone() else {
+        return Ok(None);
+    };
+    let now = Instant::now();
+    if worker.failed_auth.borrow_mut().is_blocked(peer.ip(), now) {
+        return Err(Reject::Error(
+            ErrorCode::AuthRateLimited,
+            "too many failed authentications from this address; retry later".into(),
+        ));
+    }
+    let now_unix = unix_now();
+    match auth.verify(token, now_unix.as_secs()) {
+        Ok(identity) => Ok(Some(Credentials::new(identity, now_unix, now))),
+        Err(e) => {
+            record_failure(worker, peer, &e);
+            Err(Reject::Error(e.code(), e.to_string()))
+        }
+    }
+}
+
+/// Verifies a TOKEN frame's token with the current keys (so a key
+/// removed by a reload no longer verifies); `None` when authentication is
+/// off. A failure counts against `peer` like a failed HELLO, but a blocked
+/// source is not refused here: its connection already authenticated.
+pub fn verify_fresh_token(
+    worker: &Worker,
+    token: &str,
+    peer: SocketAddr,
+    now_unix: Duration,
+) -> Option<Result<Identity, AuthError>> {
+    let auth = worker.settings().auth.clone()?;
+    let verified = auth.verify(token, now_unix.as_secs());
+    if let Err(e) = &verified {
+        record_failure(worker, peer, e);
+    }
+    Some(verified)
+}
+
+fn record_failure(worker: &Worker, peer: SocketAddr, e: &AuthError) {
+    tracing::debug!(%peer, code = e.code().as_u16(), "authentication failed: {e}");
+    worker
+        .failed_auth
+        .borrow_mut()
+        .record_failure(peer.ip(), Instant::now());
+}
+
+/// Why a resume did not attach the session.
+enum ResumeFailed {
+    /// Start a new session, telling the client why.
+    New(WelcomeOutcome),
+    /// The session belongs to another user: refuse (407).
+    OtherUser,
+}
+
+impl From<WelcomeOutcome> for ResumeFailed {
+    fn from(outcome: WelcomeOutcome) -> Self {
+        Self::New(outcome)
+    }
 }
 
 fn new_session(worker: &Worker, user: Option<String>, conn: u64) -> SessionRef {
@@ -144,33 +242,51 @@ fn welcome(worker: &Worker, sref: SessionRef, outcome: WelcomeOutcome) -> Welcom
 }
 
 /// Finds the session (here or on another worker), checks the secret and
-/// prepares the replay. On failure returns the outcome to report.
+/// the user, and prepares the replay.
 async fn resume_session(
     worker: &Rc<Worker>,
     resume: &ResumeRequest,
+    user: Option<&str>,
     conn: u64,
-) -> Result<SessionRef, WelcomeOutcome> {
-    let (sref, moved) = locate(worker, resume).await?;
+) -> Result<SessionRef, ResumeFailed> {
+    let (sref, moved) = locate(worker, resume, user).await?;
+    let owner_ok = |session: &Session| user.is_none_or(|u| session.user() == Some(u));
     let resumed = {
         let mut state = worker.state.borrow_mut();
         let session = state
             .sessions
             .get_mut(sref)
             .ok_or(WelcomeOutcome::NewSessionExpired)?;
-        match session.resume_from(resume.last_received_seq) {
-            Ok(()) => {
-                session.attach(conn);
-                Ok(())
+        if !owner_ok(session) {
+            Err(ResumeFailed::OtherUser)
+        } else {
+            match session.resume_from(resume.last_received_seq) {
+                Ok(()) => {
+                    session.attach(conn);
+                    Ok(())
+                }
+                Err(_) => Err(ResumeFailed::New(WelcomeOutcome::NewReplayUnavailable)),
             }
-            Err(_) => Err(()),
         }
     };
-    if resumed.is_err() {
-        let removed = worker.state.borrow_mut().remove_session(sref);
-        if let (Some((_, channels)), false) = (removed, moved) {
-            worker.unsubscribe_all(channels).await;
+    match resumed {
+        Ok(()) => {}
+        Err(ResumeFailed::OtherUser) => {
+            // Untouched and detached (or still attached to its own
+            // connection). One pulled from the old process during an
+            // upgrade stays here, listening again, for its own user.
+            if moved {
+                resubscribe_moved(worker, sref).await;
+            }
+            return Err(ResumeFailed::OtherUser);
         }
-        return Err(WelcomeOutcome::NewReplayUnavailable);
+        Err(failed) => {
+            let removed = worker.state.borrow_mut().remove_session(sref);
+            if let (Some((_, channels)), false) = (removed, moved) {
+                worker.unsubscribe_all(channels).await;
+            }
+            return Err(failed);
+        }
     }
     if moved {
         resubscribe_moved(worker, sref).await;
@@ -184,7 +300,8 @@ async fn resume_session(
 async fn locate(
     worker: &Rc<Worker>,
     resume: &ResumeRequest,
-) -> Result<(SessionRef, bool), WelcomeOutcome> {
+    user: Option<&str>,
+) -> Result<(SessionRef, bool), ResumeFailed> {
     let mut pulled = false;
     loop {
         let local = worker.state.borrow().sessions.find(&resume.session_id);
@@ -198,23 +315,24 @@ async fn locate(
             return if ok {
                 Ok((sref, false))
             } else {
-                Err(WelcomeOutcome::NewSessionExpired)
+                Err(WelcomeOutcome::NewSessionExpired.into())
             };
         }
-        let snapshot =
-            match fetch_from_other_workers(worker, resume.session_id, resume.secret).await {
-                Some(snapshot) => Some(snapshot),
-                None if !pulled => {
-                    pulled = true;
-                    match pull_from_old_process(worker, resume).await {
-                        Pull::Found(snapshot) => Some(snapshot),
-                        // It may have arrived with the bulk transfer meanwhile.
-                        Pull::NotThere => continue,
-                        Pull::NoUpgrade => None,
-                    }
+        let fetched = fetch_from_other_workers(worker, resume.session_id, resume.secret, user);
+        let snapshot = match fetched.await {
+            Ok(snapshot) => Some(snapshot),
+            Err(TakeRefused::OtherUser) => return Err(ResumeFailed::OtherUser),
+            Err(TakeRefused::NotHere) if !pulled => {
+                pulled = true;
+                match pull_from_old_process(worker, resume).await {
+                    Pull::Found(snapshot) => Some(snapshot),
+                    // It may have arrived with the bulk transfer meanwhile.
+                    Pull::NotThere => continue,
+                    Pull::NoUpgrade => None,
                 }
-                None => None,
-            };
+            }
+            Err(TakeRefused::NotHere) => None,
+        };
         let snapshot = snapshot.ok_or(WelcomeOutcome::NewSessionExpired)?;
         let session = Session::from_snapshot(*snapshot, worker.settings().replay, Instant::now())
             .map_err(|_| WelcomeOutcome::NewReplayUnavailable)?;
@@ -284,12 +402,13 @@ async fn resubscribe_moved(worker: &Worker, sref: SessionRef) {
 }
 
 /// Asks every other worker for the session; the one holding it (with a
-/// matching secret) hands it over.
+/// matching secret, for this user) hands it over.
 async fn fetch_from_other_workers(
     worker: &Worker,
     id: SessionId,
     secret: ResumeSecret,
-) -> Option<Box<SessionSnapshot>> {
+    user: Option<&str>,
+) -> Result<Box<SessionSnapshot>, TakeRefused> {
     let mut replies = Vec::new();
     for (i, links) in worker.mesh.all().iter().enumerate() {
         if i == worker.index {
@@ -299,33 +418,44 @@ async fn fetch_from_other_workers(
         let msg = ControlMsg::TakeSession {
             id,
             secret,
+            user: user.map(str::to_owned),
             reply: tx,
         };
         if links.control.send(msg).await.is_ok() {
             replies.push(rx);
         }
     }
+    let mut refused = TakeRefused::NotHere;
     for rx in replies {
-        if let Ok(Some(snapshot)) = rx.await {
-            return Some(snapshot);
+        match rx.await {
+            Ok(Ok(snapshot)) => return Ok(snapshot),
+            Ok(Err(TakeRefused::OtherUser)) => refused = TakeRefused::OtherUser,
+            Ok(Err(TakeRefused::NotHere)) | Err(_) => {}
         }
     }
-    None
+    Err(refused)
 }
 
-/// Hands a session of this worker over to another one: checks the secret,
-/// cuts its connection if it has one, and removes it. Returns the snapshot
-/// and the channels to unsubscribe here.
+/// Hands a session of this worker over to another one: checks the secret
+/// and (when `user` is set) the owner, cuts its connection if it has one,
+/// and removes it. Returns the snapshot and the channels to unsubscribe
+/// here. The owner is checked here, before anything moves, so that a
+/// resume with the secret but another user's token disturbs nothing.
 pub fn give_away(
     worker: &Worker,
     id: SessionId,
     secret: &ResumeSecret,
-) -> Option<(SessionSnapshot, Vec<ChannelName>)> {
+    user: Option<&str>,
+) -> Result<(SessionSnapshot, Vec<ChannelName>), TakeRefused> {
     let mut state = worker.state.borrow_mut();
-    let sref = state.sessions.find(&id)?;
-    if !state.sessions.get(sref)?.secret_matches(secret) {
-        return None;
+    let sref = state.sessions.find(&id).ok_or(TakeRefused::NotHere)?;
+    let session = state.sessions.get(sref).ok_or(TakeRefused::NotHere)?;
+    if !session.secret_matches(secret) {
+        return Err(TakeRefused::NotHere);
     }
-    let (session, channels) = state.remove_session(sref)?;
-    Some((session.snapshot(), channels))
+    if user.is_some_and(|u| session.user() != Some(u)) {
+        return Err(TakeRefused::OtherUser);
+    }
+    let (session, channels) = state.remove_session(sref).ok_or(TakeRefused::NotHere)?;
+    Ok((session.snapshot(), channels))
 }

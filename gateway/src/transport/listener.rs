@@ -115,14 +115,14 @@ async fn accept_wss(
     while accepting(&mut phase).await {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let worker = worker.clone();
                     let acceptor = acceptor.clone();
                     tokio::task::spawn_local(async move {
                         let timeout = worker.settings().handshake_timeout;
                         match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => crate::transport::ws::serve(worker, tls, "wss").await,
+                            Ok(Ok(tls)) => crate::transport::ws::serve(worker, tls, "wss", peer).await,
                             Ok(Err(e)) => {
                                 tracing::debug!("TLS handshake failed: {e}");
                                 crate::metrics::count_handshake("wss", "tls_failed");
@@ -161,7 +161,7 @@ async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
                 Ok((stream, peer)) => {
                     tracing::trace!(worker = worker.index, %peer, "accepted");
                     let _ = stream.set_nodelay(true);
-                    tokio::task::spawn_local(crate::transport::ws::serve(worker.clone(), stream, "ws"));
+                    tokio::task::spawn_local(crate::transport::ws::serve(worker.clone(), stream, "ws", peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.

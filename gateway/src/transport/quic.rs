@@ -255,6 +255,9 @@ async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming) {
             return;
         }
     };
+    // The address at the handshake: a client that migrates later keeps
+    // being counted where it authenticated.
+    let peer = connection.remote_address();
     let io = QuicIo {
         connection,
         send,
@@ -263,7 +266,7 @@ async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming) {
         out: BytesMut::new(),
         max_frame_size: worker.settings().decode.max_frame_size,
     };
-    driver::run(worker, io, "quic", started).await;
+    driver::run(worker, io, "quic", started, peer).await;
 }
 
 /// A QUIC stream carrying length-prefixed Ferry frames.

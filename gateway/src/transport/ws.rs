@@ -2,6 +2,7 @@
 //! `ferry.v1` subprotocol, and [`FrameIo`] over binary messages.
 
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -95,7 +96,7 @@ fn offers_ferry(request: &Request) -> bool {
 }
 
 /// Serves one accepted stream (plain TCP or TLS) until it closes.
-pub async fn serve<S>(worker: Rc<Worker>, stream: S, transport: &'static str)
+pub async fn serve<S>(worker: Rc<Worker>, stream: S, transport: &'static str, peer: SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -165,5 +166,5 @@ where
         io.close(Some(frame.to_bytes())).await;
         return;
     }
-    driver::run(worker, io, transport, started).await;
+    driver::run(worker, io, transport, started, peer).await;
 }

@@ -342,13 +342,16 @@ async fn take_session(
             return Taken::TooLate;
         }
         let (tx, rx) = oneshot::channel();
+        // The pulling process checks the user when the session arrives:
+        // the pull carries no user.
         let msg = ControlMsg::TakeSession {
             id,
             secret,
+            user: None,
             reply: tx,
         };
         if links.control.send(msg).await.is_ok()
-            && let Ok(Some(snapshot)) = rx.await
+            && let Ok(Ok(snapshot)) = rx.await
         {
             return Taken::Found(snapshot);
         }
