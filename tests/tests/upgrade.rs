@@ -310,3 +310,119 @@ async fn a_client_that_reconnects_before_its_session_moved_gets_it_pulled() {
     }
     let _ = std::fs::remove_dir_all(data_dir);
 }
+
+/// Clients publishing continuously through an upgrade (the SDK follows the
+/// GOAWAY and resumes): every message exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_sdk_traffic_through_an_upgrade_is_exactly_once() {
+    use ferry_protocol::client::Transport;
+    use ferry_tests::sdk::{connect, messages, values};
+
+    let old = Gateway::start(gateway_bin!(), GatewayOptions::default()).expect("old");
+    let mut clients = Vec::new();
+    for transport in [Transport::Ws, Transport::Quic] {
+        let (c, ev) = connect(&old, transport).await;
+        c.subscribe("echo:sdk").await.expect("subscribe");
+        clients.push((c, ev));
+    }
+    let (publisher, _pe) = connect(&old, Transport::Ws).await;
+    let total = 120u64;
+    let data_dir = old.data_dir().to_path_buf();
+    let publishing = tokio::spawn(async move {
+        for i in 0..total {
+            publisher
+                .publish("echo:sdk", ferry_tests::sdk::payload(i, 16))
+                .await
+                .expect("publish");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        publisher.wait_acked().await.expect("acked");
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let new = tokio::task::spawn_blocking(move || {
+        Gateway::start(
+            gateway_bin!(),
+            GatewayOptions::default().takeover_from(&data_dir),
+        )
+        .expect("new")
+    })
+    .await
+    .expect("start new");
+    publishing.await.expect("publisher");
+    for (c, ev) in &mut clients {
+        let (got, _) = messages(ev, total as usize, Duration::from_secs(20)).await;
+        ferry_tests::sdk::assert_contiguous_seqs(&got, 1);
+        assert_eq!(values(&got), (0..total).collect::<Vec<_>>());
+        // Nothing more than the total arrives.
+        let extra = tokio::time::timeout(Duration::from_millis(300), async {
+            loop {
+                if let Some(ferry_protocol::client::Event::Message(d)) = ev.recv().await {
+                    return d;
+                }
+            }
+        })
+        .await;
+        assert!(extra.is_err(), "an extra message arrived: {extra:?}");
+        assert!(c.stats().resumes_ok >= 1);
+    }
+    drop(new);
+}
+
+/// Like the load tester's echo: each client publishes to its own channel
+/// and receives its own messages, through an upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_clients_through_an_upgrade_get_each_message_once() {
+    use ferry_protocol::client::Transport;
+    use ferry_tests::sdk::{connect, messages, values};
+
+    let old = Gateway::start(gateway_bin!(), GatewayOptions::default()).expect("old");
+    let total = 100u64;
+    let mut tasks = Vec::new();
+    for (i, transport) in [Transport::Ws, Transport::Quic].into_iter().enumerate() {
+        let (c, mut ev) = connect(&old, transport).await;
+        let channel = format!("echo:{i}");
+        c.subscribe(&channel).await.expect("subscribe");
+        tasks.push(tokio::spawn(async move {
+            for n in 0..total {
+                c.publish(&channel, ferry_tests::sdk::payload(n, 16))
+                    .await
+                    .expect("publish");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let (got, _) = messages(&mut ev, total as usize, Duration::from_secs(20)).await;
+            ferry_tests::sdk::assert_contiguous_seqs(&got, 1);
+            assert_eq!(
+                values(&got),
+                (0..total).collect::<Vec<_>>(),
+                "{transport:?}"
+            );
+            let extra = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    if let Some(ferry_protocol::client::Event::Message(d)) = ev.recv().await {
+                        return d;
+                    }
+                }
+            })
+            .await;
+            assert!(
+                extra.is_err(),
+                "{transport:?}: an extra message arrived: {extra:?}"
+            );
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let data_dir = old.data_dir().to_path_buf();
+    let new = tokio::task::spawn_blocking(move || {
+        Gateway::start(
+            gateway_bin!(),
+            GatewayOptions::default().takeover_from(&data_dir),
+        )
+        .expect("new")
+    })
+    .await
+    .expect("start new");
+    for t in tasks {
+        t.await.expect("client");
+    }
+    drop(new);
+}

@@ -93,7 +93,10 @@ pub fn start(
         return Ok(None);
     };
     let metrics = metrics_endpoint::install().context("cannot install the metrics recorder")?;
-    let listener = std::net::TcpListener::bind(listen)
+    // SO_REUSEPORT: during an upgrade the new process binds the same ops
+    // port while the old one still serves it (and answers 503 on /readyz).
+    let listener = crate::transport::listener::resolve_port_zero(listen, socket2::Type::STREAM)
+        .and_then(crate::transport::listener::bind_tcp_reuseport)
         .with_context(|| format!("cannot listen for ops HTTP on {listen}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
