@@ -327,7 +327,9 @@ impl FrameIo for QuicIo {
             let _ = self.send.finish();
             let _ = self.send.stopped().await;
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        // Short: during an upgrade the old process must stop reading the
+        // shared UDP sockets soon, and the client resumes anyway.
+        let _ = tokio::time::timeout(Duration::from_millis(200), close).await;
         self.connection.close(VarInt::from_u32(0), b"closed");
     }
 }
