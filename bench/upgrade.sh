@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Upgrade under load: start a release gateway, drive it with the load
+# tester, start a second gateway with --takeover in the middle, and report
+# what the load tester saw (loss, duplicates, order, latency) and how long
+# the handover took (from the two gateways' logs).
+#
+#   bench/upgrade.sh                           # 1000 WS sessions x 10 msg/s
+#   TRANSPORT=quic SESSIONS=300 bench/upgrade.sh
+#   SESSIONS=10000 RATE=1 DURATION=25 AT=12 RECONNECT_RATE=20000 bench/upgrade.sh
+#
+# Loopback only; bounded by DURATION.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TRANSPORT=${TRANSPORT:-ws}
+SESSIONS=${SESSIONS:-1000}
+RATE=${RATE:-10}
+DURATION=${DURATION:-20}
+AT=${AT:-7}
+RECONNECT_RATE=${RECONNECT_RATE:-2000}
+cargo build --release -q -p gateway -p loadtest
+G=target/release/gateway
+L=target/release/loadtest
+OUT=$(mktemp -d /tmp/ferry-upgrade.XXXXXX)
+ARGS="--ws 127.0.0.1:18200 --quic 127.0.0.1:18201 --ops 127.0.0.1:18202 --data-dir $OUT/data"
+export FERRY_UPGRADE_RECONNECT_RATE=$RECONNECT_RATE
+$G $ARGS >"$OUT/old.ready" 2>"$OUT/old.log" &
+OLD=$!
+for _ in $(seq 1 100); do grep -q ready "$OUT/old.ready" 2>/dev/null && break; sleep 0.1; done
+case $TRANSPORT in
+  ws) TARGET=(--url ws://127.0.0.1:18200/ws) ;;
+  quic) TARGET=(--transport quic --url quic://127.0.0.1:18201 --ca "$OUT/data/dev-cert.pem") ;;
+  *) echo "TRANSPORT must be ws or quic" >&2; exit 2 ;;
+esac
+$L echo "${TARGET[@]}" --sessions "$SESSIONS" --rate "$RATE" --duration "$DURATION" \
+  --connect-rate 5000 --json "$OUT/loadtest.json" >"$OUT/loadtest.out" 2>&1 &
+LT=$!
+sleep "$AT"
+$G $ARGS --takeover >"$OUT/new.ready" 2>"$OUT/new.log" &
+NEW=$!
+OLD_STATUS=0; wait $OLD || OLD_STATUS=$?
+LT_STATUS=0; wait $LT || LT_STATUS=$?
+kill $NEW 2>/dev/null || true; wait $NEW 2>/dev/null || true
+strip() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
+echo "== load tester ($TRANSPORT, $SESSIONS sessions x $RATE msg/s, takeover at ${AT}s, reconnect rate $RECONNECT_RATE/s)"
+grep -E "sessions|messages|latency|send lag|connections|errors" "$OUT/loadtest.out"
+echo "== handover (old process)"
+strip "$OUT/old.log" | grep -E "taking over|sending state|handed over|failed" || true
+echo "== new process"
+strip "$OUT/new.log" | grep -E "received the listening|took over|error" || true
+echo "old process exit: $OLD_STATUS; load tester exit: $LT_STATUS (0 = nothing lost, duplicated or reordered)"
+echo "files: $OUT"
