@@ -374,7 +374,7 @@ async fn pull_from_old_process(worker: &Worker, resume: &ResumeRequest) -> Pull 
 
 /// A session that came from another worker listens again to its channels,
 /// catching up from the offset after the last one it got.
-async fn resubscribe_moved(worker: &Worker, sref: SessionRef) {
+pub(crate) async fn resubscribe_moved(worker: &Worker, sref: SessionRef) {
     let subs: Vec<(ChannelName, u64)> = worker
         .state
         .borrow()

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use ferry_protocol::ErrorCode;
 
 use super::wire::ChannelSnapshot;
-use crate::fanout::router::owner_of;
-use crate::runtime::mesh::SequencerMsg;
 use crate::runtime::worker::Worker;
+use crate::session::handshake::resubscribe_moved;
 use crate::session::state::{Attachment, Session, SessionSnapshot};
 
 /// How long a freeze waits for connections to close.
@@ -63,7 +62,7 @@ pub fn export_worker(worker: &Worker) -> WorkerExport {
 pub async fn install_sessions(worker: &Rc<Worker>, sessions: Vec<SessionSnapshot>) {
     let replay = worker.settings().replay;
     let now = Instant::now();
-    let mut subscribe = Vec::new();
+    let mut installed = Vec::new();
     {
         let mut state = worker.state.borrow_mut();
         for snapshot in sessions {
@@ -72,29 +71,12 @@ pub async fn install_sessions(worker: &Rc<Worker>, sessions: Vec<SessionSnapshot
             }
             let id = snapshot.id;
             match Session::from_snapshot(snapshot, replay, now) {
-                Ok(session) => {
-                    let subs: Vec<_> = session
-                        .subscriptions()
-                        .iter()
-                        .map(|s| (s.channel.clone(), s.last_offset))
-                        .collect();
-                    let sref = state.sessions.insert(session);
-                    subscribe.extend(subs.into_iter().map(|(c, o)| (sref, c, o)));
-                }
+                Ok(session) => installed.push(state.sessions.insert(session)),
                 Err(e) => tracing::warn!(session = ?id, "migrated session refused: {e}"),
             }
         }
     }
-    let workers = worker.mesh.len();
-    for (sref, channel, last_offset) in subscribe {
-        let owner = owner_of(&channel, workers);
-        let msg = SequencerMsg::Subscribe {
-            channel,
-            worker: worker.index,
-            session: sref,
-            request_id: None,
-            from_offset: Some(last_offset + 1),
-        };
-        let _ = worker.mesh.worker(owner).sequencer.send(msg).await;
+    for sref in installed {
+        resubscribe_moved(worker, sref).await;
     }
 }
