@@ -260,6 +260,11 @@ impl Connection<'_> {
                 due = self.due() => match due {
                     Due::Close(end) => return end,
                     Due::Write => {
+                        if self.only_puback_due() {
+                            // Let the sequencer and delivery tasks run first:
+                            // an echo then costs one write, not two.
+                            tokio::task::yield_now().await;
+                        }
                         self.collect(&mut out);
                         // A write that completes at once never lets the
                         // delivery task see the flag; one that waits for the
@@ -304,6 +309,14 @@ impl Connection<'_> {
                 }
             }
         }
+    }
+
+    fn only_puback_due(&self) -> bool {
+        let state = self.worker.state.borrow();
+        state
+            .sessions
+            .get(self.sref)
+            .is_some_and(|s| s.only_puback_due())
     }
 
     fn set_write_blocked(&self, blocked: bool) {

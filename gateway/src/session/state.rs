@@ -402,6 +402,12 @@ impl Session {
         self.kill
     }
 
+    /// Whether a PUBACK is all there is to send: worth waiting a turn, so
+    /// it can share a write with the messages the publish is about to cause.
+    pub fn only_puback_due(&self) -> bool {
+        self.puback_due && self.kill.is_none() && self.control.is_empty() && !self.log.has_unsent()
+    }
+
     /// Whether the connection task has something to do.
     pub fn has_work(&self) -> bool {
         self.kill.is_some() || self.puback_due || !self.control.is_empty() || self.log.has_unsent()

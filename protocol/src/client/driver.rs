@@ -300,7 +300,7 @@ impl Driver {
                 Some(Err(error)) => return Err(End::Lost(error)),
             }
         }
-        self.session.read_idle();
+        self.session.read_idle_delayed(now);
         Ok(())
     }
 

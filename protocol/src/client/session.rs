@@ -46,6 +46,10 @@ pub use errors::{SessionError, is_fatal, is_terminal};
 use liveness::{Check, Liveness};
 use requests::{Request, RequestKind};
 
+/// How long a client waits, once nothing more is readable, before it
+/// acknowledges what arrived (PROTOCOL.md: ACK within 250 ms).
+pub const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Tuning of a [`Session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -148,6 +152,8 @@ pub struct Session {
     acked_seq: u64,
     /// Messages accepted since the last ACK.
     unacked: u32,
+    /// When a delayed ACK is due (see [`Session::read_idle_delayed`]).
+    ack_due: Option<Instant>,
     outbox: PublishOutbox,
     /// The highest client_seq acknowledged in this session.
     publish_acked: u64,
@@ -181,6 +187,7 @@ impl Session {
             received: ReceiveTracker::default(),
             acked_seq: 0,
             unacked: 0,
+            ack_due: None,
             outbox: PublishOutbox::default(),
             publish_acked: 0,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
@@ -302,6 +309,10 @@ impl Session {
     /// The time given by [`Self::poll_timeout`] has come: send PING when
     /// idle, or report a silent server or a late WELCOME.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.ack_due.is_some_and(|due| now >= due) {
+            self.ack_due = None;
+            self.read_idle();
+        }
         match &mut self.phase {
             Phase::Handshaking { deadline, .. } if now >= *deadline => Err(
                 SessionError::HandshakeTimeout(self.config.handshake_timeout),
@@ -350,7 +361,21 @@ impl Session {
         }
     }
 
-    /// Nothing more is readable right now: acknowledge what arrived.
+    /// Nothing more is readable right now: acknowledge what arrived, but
+    /// only after [`ACK_DELAY`], so that a steady trickle of messages costs
+    /// one ACK per delay (or per `ack_every` messages) instead of one per
+    /// message. The driver calls [`Session::handle_timeout`] at
+    /// [`Session::poll_timeout`], which sends it.
+    pub fn read_idle_delayed(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Active(_))
+            && self.received.last() > self.acked_seq
+            && self.ack_due.is_none()
+        {
+            self.ack_due = Some(now + ACK_DELAY);
+        }
+    }
+
+    /// Nothing more is readable right now: acknowledge what arrived, at once.
     pub fn read_idle(&mut self) {
         if matches!(self.phase, Phase::Active(_)) && self.received.last() > self.acked_seq {
             self.send_ack();
@@ -433,10 +458,14 @@ impl Session {
 
     /// When to call [`Self::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match &self.phase {
+        let phase = match &self.phase {
             Phase::Handshaking { deadline, .. } => Some(*deadline),
             Phase::Active(live) => live.deadline(self.reading),
             Phase::Detached | Phase::Closed => None,
+        };
+        match (phase, self.ack_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -502,6 +531,7 @@ impl Session {
     }
 
     fn send_ack(&mut self) {
+        self.ack_due = None;
         let seq = self.received.last();
         self.transmit.push_back(Frame::Ack { seq });
         self.acked_seq = seq;
