@@ -10,8 +10,8 @@
 //!
 //! Module map: [`rate`] pacing, [`stats`] histograms and delivery checks,
 //! [`payload`] what each message carries, [`report`] summary and JSON,
-//! [`proc`] /proc readings, [`scenario`] the scenarios, [`sdk`] the Ferry
-//! client SDK (or a stand-in when built without the `sdk` feature).
+//! [`proc`] /proc readings, [`scenario`] the scenarios. The Ferry scenarios
+//! use the real client SDK, `ferry_protocol::client`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -20,7 +20,6 @@ mod proc;
 mod rate;
 mod report;
 mod scenario;
-mod sdk;
 mod stats;
 
 use std::path::PathBuf;
@@ -34,14 +33,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::scenario::raw::RawMode;
 use crate::scenario::{Ctx, Settings, TransportKind};
 
-#[cfg(feature = "sdk")]
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (Ferry client SDK: built in)");
-#[cfg(not(feature = "sdk"))]
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (Ferry client SDK: not built in; `raw` works, Ferry scenarios only against --url mem://NAME)"
-);
-
 /// Exit code when the run found lost/duplicated/reordered messages or too
 /// many errors.
 const EXIT_CHECK_FAILED: u8 = 1;
@@ -54,7 +45,7 @@ const EXIT_HUNG: u8 = 3;
 #[derive(Parser, Debug)]
 #[command(
     name = "loadtest",
-    version = VERSION,
+    version,
     about = "Load generator and delivery checker for the Ferry gateway and baseline WebSocket servers",
     after_help = "Exit status: 0 passed, 1 messages lost/duplicated/reordered or too many errors, \
                   2 could not run, 3 did not stop in time.\n\
@@ -180,10 +171,6 @@ enum Scenario {
 }
 
 impl Scenario {
-    fn is_ferry(&self) -> bool {
-        !matches!(self, Scenario::Raw { .. })
-    }
-
     /// File descriptors the run needs besides the sessions.
     fn extra_sessions(&self) -> usize {
         match self {
@@ -301,19 +288,7 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
         (None, Scenario::Raw { .. }) => "ws://127.0.0.1:9001/".into(),
         (None, _) => c.transport.default_url().into(),
     };
-    let in_process = url.starts_with("mem://");
-    if cli.scenario.is_ferry() && !sdk::AVAILABLE && !in_process {
-        bail!(
-            "this loadtest was built without the Ferry client SDK, so only `raw` (and Ferry \
-             scenarios against the in-process stand-in, --url mem://NAME) work; rebuild with \
-             `cargo build --release -p loadtest --features sdk` once the SDK has landed"
-        );
-    }
-    let addr = if in_process {
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-    } else {
-        scenario::resolve(&url, c.allow_remote).await?
-    };
+    let addr = scenario::resolve(&url, c.allow_remote).await?;
     let set = settings(c, &cli.scenario, addr, url)?;
     // The hard deadline: every phase is bounded, this only catches a bug.
     let hard_limit = Duration::from_secs_f64(set.sessions as f64 / set.connect_rate)

@@ -9,7 +9,8 @@
 //! 3. drain: wait up to `--drain-timeout` for what is still in flight.
 //!
 //! so a run always stops by itself. Ferry scenarios (connect, idle, echo,
-//! fanout, churn, resume) go through the client SDK ([`crate::sdk`]); `raw`
+//! fanout, churn, resume) go through the client SDK
+//! (`ferry_protocol::client`); `raw`
 //! speaks plain WebSocket to a baseline server.
 
 pub mod churn;
@@ -474,6 +475,3 @@ impl Drop for Progress {
         self.finish();
     }
 }
-
-#[cfg(all(test, not(feature = "sdk")))]
-mod stand_in_tests;
