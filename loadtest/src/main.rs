@@ -158,8 +158,8 @@ enum Scenario {
         #[arg(long, default_value_t = 2.0)]
         cut_interval: f64,
     },
-    /// Plain binary WebSocket echo against a baseline server (no Ferry
-    /// protocol).
+    /// Plain binary WebSocket echo (or, with --fanout, broadcast) against a
+    /// baseline server (no Ferry protocol).
     Raw {
         /// Send the next message when the echo of the previous one arrives.
         #[arg(long)]
@@ -167,6 +167,14 @@ enum Scenario {
         /// Hold the connections idle (server memory per connection).
         #[arg(long, conflicts_with = "closed_loop")]
         idle: bool,
+        /// Fan-out against a broadcast server (`baseline-ws --mode
+        /// broadcast`): --publishers connections send at --rate, --sessions
+        /// connections receive everything; throughput = deliveries/s.
+        #[arg(long, conflicts_with_all = ["closed_loop", "idle"])]
+        fanout: bool,
+        /// Publishing connections, with --fanout.
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
     },
 }
 
@@ -175,6 +183,11 @@ impl Scenario {
     fn extra_sessions(&self) -> usize {
         match self {
             Scenario::Fanout { publishers } => *publishers,
+            Scenario::Raw {
+                fanout: true,
+                publishers,
+                ..
+            } => *publishers,
             _ => 0,
         }
     }
@@ -353,7 +366,14 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
 async fn dispatch(ctx: Arc<Ctx>, scenario: &Scenario) -> anyhow::Result<scenario::Outcome> {
     use scenario::*;
     match scenario {
-        Scenario::Raw { closed_loop, idle } => {
+        Scenario::Raw {
+            fanout: true,
+            publishers,
+            ..
+        } => raw_fanout::run(ctx, *publishers).await,
+        Scenario::Raw {
+            closed_loop, idle, ..
+        } => {
             let mode = match (closed_loop, idle) {
                 (_, true) => RawMode::Idle,
                 (true, _) => RawMode::ClosedLoop,

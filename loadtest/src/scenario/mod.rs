@@ -20,6 +20,7 @@ pub mod fanout;
 pub mod ferry;
 pub mod idle;
 pub mod raw;
+pub mod raw_fanout;
 pub mod resume;
 mod target;
 
