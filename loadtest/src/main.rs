@@ -37,7 +37,7 @@ use crate::scenario::{Ctx, Settings, TransportKind};
 /// many errors.
 const EXIT_CHECK_FAILED: u8 = 1;
 /// Exit code when the run could not be carried out (bad flags, server
-/// unreachable, bug).
+/// unreachable: not one session opened, bug).
 const EXIT_USAGE: u8 = 2;
 /// Exit code when the run did not stop by itself in time (a bug).
 const EXIT_HUNG: u8 = 3;
@@ -48,7 +48,7 @@ const EXIT_HUNG: u8 = 3;
     version,
     about = "Load generator and delivery checker for the Ferry gateway and baseline WebSocket servers",
     after_help = "Exit status: 0 passed, 1 messages lost/duplicated/reordered or too many errors, \
-                  2 could not run, 3 did not stop in time.\n\
+                  2 could not run (bad flags, no session could be opened), 3 did not stop in time.\n\
                   Only loopback targets are accepted unless --allow-remote is given."
 )]
 struct Cli {
@@ -233,6 +233,30 @@ fn settings(
     url: String,
 ) -> anyhow::Result<Settings> {
     let mut problems = Vec::new();
+    let raw = matches!(scenario, Scenario::Raw { .. });
+    let want = if raw { "ws" } else { c.transport.name() };
+    if let Ok(parts) = scenario::split_url(&url)
+        && parts.scheme != want
+    {
+        problems.push(if raw {
+            format!("--url {url:?}: raw speaks plain WebSocket, ws://")
+        } else {
+            format!("--url {url:?}: --transport {want} needs a {want}:// URL")
+        });
+    }
+    if !raw && c.transport != TransportKind::Ws {
+        match &c.ca {
+            None if !c.insecure_dev => problems.push(format!(
+                "--transport {want} needs --ca FILE, the certificate the gateway serves \
+                 (its ready line names it: cert=...; a development gateway makes \
+                 <data_dir>/dev-cert.pem), or --insecure-dev"
+            )),
+            Some(ca) if std::fs::metadata(ca).is_err() => {
+                problems.push(format!("--ca {}: no such readable file", ca.display()));
+            }
+            _ => {}
+        }
+    }
     if c.sessions == 0 {
         problems.push("--sessions must be at least 1".to_owned());
     }
@@ -353,6 +377,18 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
         .context("cannot write the summary")?;
     if let Some(path) = &c.json {
         report.write_json(path)?;
+    }
+    if report.sessions.attempted > 0 && report.sessions.established == 0 {
+        // Not a verdict on the server's delivery: the run never started.
+        eprintln!(
+            "loadtest: could not run: no session could be opened ({})",
+            report
+                .errors
+                .keys()
+                .next()
+                .map_or("no reason recorded", String::as_str)
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let failures = report.failures(c.max_errors);
     if failures.is_empty() {

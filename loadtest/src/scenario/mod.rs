@@ -10,8 +10,8 @@
 //!
 //! so a run always stops by itself. Ferry scenarios (connect, idle, echo,
 //! fanout, churn, resume) go through the client SDK
-//! (`ferry_protocol::client`); `raw`
-//! speaks plain WebSocket to a baseline server.
+//! (`ferry_protocol::client`); `raw` speaks plain WebSocket to a baseline
+//! server (echo, or broadcast with `--fanout`).
 
 pub mod churn;
 pub mod connect;
