@@ -26,7 +26,11 @@
 #               from the intended send time
 #   4 fanout    1 publisher at FANOUT_RATE msg/s to FANOUT_SUBSCRIBERS
 #               subscribers: deliveries/s, publish-to-delivery p50/p99,
-#               server CPU per delivery (baselines: --mode broadcast)
+#               server CPU per delivery (baselines: --mode broadcast); then
+#               fanout-max, the same at FANOUT_MAX_RATE msg/s for
+#               FANOUT_MAX_DURATION s: more than the generator can take on
+#               this machine, it shows the deliveries/s reached and the
+#               server CPU per delivery when writes batch
 #   5 churn     Ferry only: CHURN_LOOPS loops of connect, subscribe, publish,
 #               receive, close for CHURN_DURATION s: cycles (handshakes)/s,
 #               server CPU per cycle, and the server's RSS before, at its
@@ -35,7 +39,8 @@
 #
 # Sizes (env): IDLE_SESSIONS (10000), IDLE_HOLD (5 s), CLOSED_SESSIONS (100),
 # FIXED_SESSIONS (1000), FIXED_RATE (10), DURATION (10 s per run),
-# FANOUT_SUBSCRIBERS (1000), FANOUT_RATE (100), CHURN_LOOPS (50),
+# FANOUT_SUBSCRIBERS (1000), FANOUT_RATE (20), FANOUT_MAX_RATE (1000),
+# FANOUT_MAX_DURATION (5 s), CHURN_LOOPS (50),
 # CHURN_DURATION (10), CHURN_RESUME_WINDOW (3s), FERRY_WORKERS (2),
 # QUIC_CONNECT_RATE (400 handshakes/s: the generator's QUIC client costs
 # about 1 ms of CPU per handshake), WSS_CONNECT_RATE (1000).
@@ -55,7 +60,9 @@ FIXED_SESSIONS=${FIXED_SESSIONS:-1000}
 FIXED_RATE=${FIXED_RATE:-10}
 DURATION=${DURATION:-10}
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
-FANOUT_RATE=${FANOUT_RATE:-100}
+FANOUT_RATE=${FANOUT_RATE:-20}
+FANOUT_MAX_RATE=${FANOUT_MAX_RATE:-1000}
+FANOUT_MAX_DURATION=${FANOUT_MAX_DURATION:-5}
 CHURN_LOOPS=${CHURN_LOOPS:-50}
 CHURN_DURATION=${CHURN_DURATION:-10}
 CHURN_RESUME_WINDOW=${CHURN_RESUME_WINDOW:-3s}
@@ -222,6 +229,7 @@ ferry_suite() {
   run_lt "$peer" closed-1KiB echo --closed-loop "${target[@]}" --sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION"
   run_lt "$peer" fixed echo "${target[@]}" --sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION"
   run_lt "$peer" fanout fanout "${target[@]}" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --payload 32 --duration "$DURATION"
+  run_lt "$peer" fanout-max fanout "${target[@]}" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_MAX_RATE" --payload 32 --duration "$FANOUT_MAX_DURATION" --drain-timeout 20
 }
 
 # ferry_churn PEER TRANSPORT: a fresh gateway with a short resume window, so
@@ -264,6 +272,7 @@ for buffers in default 4k; do
   fi
   if start_server "$peer-broadcast" 'listening on' target/release/baseline-ws --listen 127.0.0.1:0 --buffers "$buffers" --mode broadcast; then
     run_lt "$peer" fanout raw --fanout --url "$SERVER_URL" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --payload 32 --duration "$DURATION"
+    run_lt "$peer" fanout-max raw --fanout --url "$SERVER_URL" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_MAX_RATE" --payload 32 --duration "$FANOUT_MAX_DURATION" --drain-timeout 20
     stop_server
   fi
 done
@@ -285,7 +294,8 @@ END_LOAD=$(cat /proc/loadavg)
   echo "Load average at start: $START_LOAD; at the end: $END_LOAD."
   echo "Sizes: idle $IDLE_SESSIONS connections held ${IDLE_HOLD} s; closed loop $CLOSED_SESSIONS sessions;"
   echo "fixed rate $FIXED_SESSIONS sessions x $FIXED_RATE msg/s; fan-out 1 publisher x $FANOUT_RATE msg/s"
-  echo "to $FANOUT_SUBSCRIBERS subscribers; churn $CHURN_LOOPS loops for ${CHURN_DURATION} s; ${DURATION} s per run;"
+  echo "(and $FANOUT_MAX_RATE msg/s for ${FANOUT_MAX_DURATION} s) to $FANOUT_SUBSCRIBERS subscribers; churn $CHURN_LOOPS loops"
+  echo "for ${CHURN_DURATION} s; ${DURATION} s per run;"
   echo "Ferry with $FERRY_WORKERS workers; loopback. JSON of every run: $RUN_DIR/."
   echo
   python3 bench/report.py "$RUN_DIR"
