@@ -208,85 +208,98 @@ run_lt() {
   echo "$load" >"$json.load"
 }
 
-raw_suite() { # peer url [idle-only]
-  local peer=$1 url=$2
-  run_lt "$peer" idle raw --idle --url "$url" --sessions "$IDLE_SESSIONS" --duration "$IDLE_HOLD"
-  [[ "${3:-}" == idle-only ]] && return
-  run_lt "$peer" closed-32B raw --closed-loop --url "$url" --sessions "$CLOSED_SESSIONS" --payload 32 --duration "$DURATION"
-  run_lt "$peer" closed-1KiB raw --closed-loop --url "$url" --sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION"
-  run_lt "$peer" fixed raw --url "$url" --sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION"
+# start_peer PEER LABEL: a fresh server for one run; sets SERVER_PID and
+# TARGET (the loadtest flags that reach it). Churn gets a gateway with a
+# short resume window, so that the closed sessions expire.
+start_peer() {
+  local peer=$1 label=$2 env=() rate=2000
+  [[ $label == churn ]] && env=(FERRY_SESSION_RESUME_WINDOW="$CHURN_RESUME_WINDOW")
+  case $peer in
+    ferry-*)
+      start_ferry "$peer.$label" "${env[@]}" || return 1
+      case $peer in
+        ferry-ws) TARGET=(--transport ws --url "$FERRY_WS") ;;
+        ferry-wss) TARGET=(--transport wss --url "$FERRY_WSS" --ca "$FERRY_CA"); rate=$WSS_CONNECT_RATE ;;
+        ferry-quic) TARGET=(--transport quic --url "$FERRY_QUIC" --ca "$FERRY_CA"); rate=$QUIC_CONNECT_RATE ;;
+      esac
+      # Churn loops pace themselves: the connect rate is only a ceiling.
+      [[ $label == churn ]] && rate=20000
+      TARGET+=(--connect-rate "$rate" --connect-timeout 20)
+      ;;
+    baseline-ws-*)
+      local mode=echo
+      [[ $label == fanout* ]] && mode=broadcast
+      start_server "$peer.$label" 'listening on' target/release/baseline-ws --listen 127.0.0.1:0 \
+        --buffers "${peer#baseline-ws-}" --mode "$mode" || return 1
+      TARGET=(--url "$SERVER_URL")
+      ;;
+    node-ws)
+      start_server "$peer.$label" 'echo on' node bench/node/echo.js --listen 127.0.0.1:0 || return 1
+      TARGET=(--url "$SERVER_URL")
+      ;;
+    uws-socketify)
+      start_server "$peer.$label" 'echo on' python3 bench/uws/echo.py --listen 127.0.0.1:9004 || return 1
+      TARGET=(--url "$SERVER_URL")
+      ;;
+  esac
 }
 
-# ferry_suite PEER TRANSPORT [idle-only]: against the gateway started last.
-ferry_suite() {
-  local peer=$1 t=$2 url tls=() rate=2000
-  case $t in
-    ws) url=$FERRY_WS ;;
-    wss) url=$FERRY_WSS; tls=(--ca "$FERRY_CA"); rate=$WSS_CONNECT_RATE ;;
-    quic) url=$FERRY_QUIC; tls=(--ca "$FERRY_CA"); rate=$QUIC_CONNECT_RATE ;;
+# measure PEER LABEL: one scenario against one peer, on a fresh server.
+measure() {
+  local peer=$1 label=$2 ferry=
+  [[ $peer == ferry-* ]] && ferry=1
+  start_peer "$peer" "$label" || return
+  local sizes=() cmd=()
+  case $label in
+    idle) sizes=(--sessions "$IDLE_SESSIONS" --duration "$IDLE_HOLD") ;;
+    closed-32B) sizes=(--sessions "$CLOSED_SESSIONS" --payload 32 --duration "$DURATION") ;;
+    closed-1KiB) sizes=(--sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION") ;;
+    fixed) sizes=(--sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION") ;;
+    fanout) sizes=(--sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --payload 32 --duration "$DURATION") ;;
+    fanout-max) sizes=(--sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_MAX_RATE" --payload 32
+                       --duration "$FANOUT_MAX_DURATION" --drain-timeout 20) ;;
   esac
-  local target=(--transport "$t" --url "$url" "${tls[@]}" --connect-rate "$rate" --connect-timeout 20)
-  run_lt "$peer" idle idle "${target[@]}" --sessions "$IDLE_SESSIONS" --duration "$IDLE_HOLD"
-  [[ "${3:-}" == idle-only ]] && return
-  run_lt "$peer" closed-32B echo --closed-loop "${target[@]}" --sessions "$CLOSED_SESSIONS" --payload 32 --duration "$DURATION"
-  run_lt "$peer" closed-1KiB echo --closed-loop "${target[@]}" --sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION"
-  run_lt "$peer" fixed echo "${target[@]}" --sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION"
-  run_lt "$peer" fanout fanout "${target[@]}" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --payload 32 --duration "$DURATION"
-  run_lt "$peer" fanout-max fanout "${target[@]}" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_MAX_RATE" --payload 32 --duration "$FANOUT_MAX_DURATION" --drain-timeout 20
-}
-
-# ferry_churn PEER TRANSPORT: a fresh gateway with a short resume window, so
-# that the closed sessions expire and the memory can come back.
-ferry_churn() {
-  local peer=$1 t=$2 url tls=()
-  start_ferry "$peer-churn" FERRY_SESSION_RESUME_WINDOW="$CHURN_RESUME_WINDOW" || return
-  case $t in
-    ws) url=$FERRY_WS ;;
-    quic) url=$FERRY_QUIC; tls=(--ca "$FERRY_CA") ;;
+  case $label in
+    idle) if [[ -n $ferry ]]; then cmd=(idle); else cmd=(raw --idle); fi ;;
+    closed-*) if [[ -n $ferry ]]; then cmd=(echo --closed-loop); else cmd=(raw --closed-loop); fi ;;
+    fixed) if [[ -n $ferry ]]; then cmd=(echo); else cmd=(raw); fi ;;
+    fanout*) if [[ -n $ferry ]]; then cmd=(fanout); else cmd=(raw --fanout); fi ;;
   esac
-  local json=$RUN_DIR/$peer.churn.json before
-  before=$(rss_kb "$SERVER_PID" VmRSS)
-  run_lt "$peer" churn churn --transport "$t" --url "$url" "${tls[@]}" \
-    --metrics-url "$FERRY_METRICS" --leak-timeout 30 --sessions "$CHURN_LOOPS" \
-    --connect-rate 20000 --duration "$CHURN_DURATION"
-  # The leak check has waited for the sessions to expire; give the sweeper
-  # and the allocator a moment more.
-  sleep 2
-  echo "$before $(rss_kb "$SERVER_PID" VmHWM) $(rss_kb "$SERVER_PID" VmRSS)" >"$json.rss"
+  case $label in
+    churn)
+      local json=$RUN_DIR/$peer.churn.json before
+      before=$(rss_kb "$SERVER_PID" VmRSS)
+      run_lt "$peer" churn churn "${TARGET[@]}" --metrics-url "$FERRY_METRICS" --leak-timeout 30 \
+        --sessions "$CHURN_LOOPS" --duration "$CHURN_DURATION"
+      # The leak check waited for the sessions to expire; give the sweeper
+      # and the allocator a moment more.
+      sleep 2
+      echo "$before $(rss_kb "$SERVER_PID" VmHWM) $(rss_kb "$SERVER_PID" VmRSS)" >"$json.rss"
+      ;;
+    *) run_lt "$peer" "$label" "${cmd[@]}" "${TARGET[@]}" "${sizes[@]}" ;;
+  esac
   stop_server
 }
 
 say "results: $REPORT"
 START_LOAD=$(cat /proc/loadavg)
 
-# --- the peers -------------------------------------------------------------------
-for t in ws wss quic; do
-  if start_ferry "ferry-$t"; then
-    if [[ $t == wss ]]; then ferry_suite "ferry-$t" "$t" idle-only; else ferry_suite "ferry-$t" "$t"; fi
-    stop_server
-  fi
-  [[ $t != wss ]] && ferry_churn "ferry-$t" "$t"
+# --- the runs --------------------------------------------------------------------
+# Scenario by scenario, every peer in turn, each on a fresh server: the
+# peers of one scenario are measured minutes apart, under the same load.
+RAW_PEERS=(baseline-ws-default baseline-ws-4k)
+(( NODE_OK )) && RAW_PEERS+=(node-ws)
+for label in idle closed-32B closed-1KiB fixed fanout fanout-max churn; do
+  case $label in
+    idle) peers=(ferry-ws ferry-wss ferry-quic "${RAW_PEERS[@]}"); (( UWS_OK )) && peers+=(uws-socketify) ;;
+    closed-*|fixed) peers=(ferry-ws ferry-quic "${RAW_PEERS[@]}") ;;
+    fanout*) peers=(ferry-ws ferry-quic baseline-ws-default baseline-ws-4k) ;;
+    churn) peers=(ferry-ws ferry-quic) ;;
+  esac
+  for peer in "${peers[@]}"; do
+    measure "$peer" "$label"
+  done
 done
-for buffers in default 4k; do
-  peer=baseline-ws-$buffers
-  if start_server "$peer" 'listening on' target/release/baseline-ws --listen 127.0.0.1:0 --buffers "$buffers"; then
-    raw_suite "$peer" "$SERVER_URL"
-    stop_server
-  fi
-  if start_server "$peer-broadcast" 'listening on' target/release/baseline-ws --listen 127.0.0.1:0 --buffers "$buffers" --mode broadcast; then
-    run_lt "$peer" fanout raw --fanout --url "$SERVER_URL" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --payload 32 --duration "$DURATION"
-    run_lt "$peer" fanout-max raw --fanout --url "$SERVER_URL" --sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_MAX_RATE" --payload 32 --duration "$FANOUT_MAX_DURATION" --drain-timeout 20
-    stop_server
-  fi
-done
-if (( NODE_OK )) && start_server node-ws 'echo on' node bench/node/echo.js --listen 127.0.0.1:0; then
-  raw_suite node-ws "$SERVER_URL"
-  stop_server
-fi
-if (( UWS_OK )) && start_server uws-socketify 'echo on' python3 bench/uws/echo.py --listen 127.0.0.1:9004; then
-  raw_suite uws-socketify "$SERVER_URL" idle-only
-  stop_server
-fi
 END_LOAD=$(cat /proc/loadavg)
 
 # --- the tables ----------------------------------------------------------------------
