@@ -229,7 +229,7 @@ start_peer() {
     baseline-ws-*)
       local mode=echo
       [[ $label == fanout* ]] && mode=broadcast
-      start_server "$peer.$label" 'listening on' target/release/baseline-ws --listen 127.0.0.1:0 \
+      start_server "$peer.$label" 'listening on ws://[0-9.:]+/ pid=' target/release/baseline-ws --listen 127.0.0.1:0 \
         --buffers "${peer#baseline-ws-}" --mode "$mode" || return 1
       TARGET=(--url "$SERVER_URL")
       ;;

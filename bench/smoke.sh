@@ -146,7 +146,7 @@ for mode in echo broadcast; do
   target/release/baseline-ws --listen 127.0.0.1:0 --buffers 4k --mode "$mode" \
     2>"$WORK/baseline-$mode.err" &
   BASE_PID=$!
-  line=$(wait_line "$WORK/baseline-$mode.err" 'listening on' 10 "$BASE_PID") || {
+  line=$(wait_line "$WORK/baseline-$mode.err" 'listening on ws://[0-9.:]+/ pid=' 10 "$BASE_PID") || {
     echo "smoke: baseline-ws --mode $mode did not start" >&2
     FAILED=1
     stop "$BASE_PID"
