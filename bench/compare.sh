@@ -1,25 +1,52 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of Ferry and its peers on this machine, loopback only.
 #
-#   bench/compare.sh            # full run, a few minutes on 2 cores
-#   QUICK=1 bench/compare.sh    # smaller sizes, about a minute
+#   bench/compare.sh            # full run, about fifteen minutes on 2 cores
+#   QUICK=1 bench/compare.sh    # smaller sizes, a few minutes
 #
-# Builds in release, starts each server in turn, runs the same scenarios
-# against each with target/release/loadtest, prints one table and writes it
-# to bench/results/<UTC date>.md (the JSON of every run goes beside it).
+# Builds in release, starts each server in turn (a fresh process for each
+# suite, every listener on a free port), runs the same scenarios against
+# each with target/release/loadtest, and writes bench/results/<UTC date>.md:
+# a summary table (one column per server), the ratios of Ferry to every
+# peer measured in this same run, the BRIEF.md targets, and every run with
+# the load average it saw. The JSON of every run goes beside it.
 #
-# Peers: Ferry over WS and QUIC (skipped, with a message, until the gateway
-# and the client SDK are built), baseline-ws with default and 4 KiB
-# buffers, Node.js `ws`, and for idle memory only uWebSockets through
-# PyPI socketify. Sizes (env): IDLE_SESSIONS (10000), CLOSED_SESSIONS (100),
-# FIXED_SESSIONS (1000) x FIXED_RATE (10 msg/s), DURATION (10 s per run).
+# Peers: the Ferry gateway over WS, WSS (idle only) and QUIC, driven through
+# the client SDK; baseline-ws (tokio + tokio-tungstenite) with default and
+# 4 KiB buffers, in echo mode and, for fan-out, broadcast mode; Node.js `ws`;
+# uWebSockets through PyPI socketify for idle memory only.
 #
-# The scenarios:
-#   idle     hold IDLE_SESSIONS connections: server RSS bytes per connection
-#   closed   CLOSED_SESSIONS sessions, closed loop, 32 B and 1 KiB payloads:
-#            msgs/s and server CPU µs per echoed message
-#   fixed    FIXED_SESSIONS x FIXED_RATE msg/s open loop, 32 B: p50/p99
-#            from the intended send time
+# The scenarios (BRIEF.md numbering):
+#   1 idle      hold IDLE_SESSIONS connections: server RSS bytes per connection
+#   2 closed    CLOSED_SESSIONS sessions, closed loop, 32 B and 1 KiB: msgs/s
+#               and server CPU µs per echoed message. For Ferry the "echo" is
+#               the full protocol: PUBLISH to the session's own channel,
+#               PUBACK, MESSAGE (sequenced, in the replay log), ACK.
+#   3 fixed     FIXED_SESSIONS x FIXED_RATE msg/s open loop, 32 B: p50/p99/p99.9
+#               from the intended send time
+#   4 fanout    1 publisher at FANOUT_RATE msg/s to FANOUT_SUBSCRIBERS
+#               subscribers: deliveries/s, publish-to-delivery p50/p99,
+#               server CPU per delivery (baselines: --mode broadcast); then
+#               fanout-max, the same at FANOUT_MAX_RATE msg/s for
+#               FANOUT_MAX_DURATION s: about what one generator core can
+#               receive, it shows the server CPU per delivery when writes
+#               batch. Offer much more (1000 msg/s) and the generator falls
+#               behind: Ferry then cuts subscribers as slow consumers (ERROR
+#               301, session lost, counted as lost messages) by design,
+#               where baseline-ws buffers without bound.
+#   5 churn     Ferry only: CHURN_LOOPS loops of connect, subscribe, publish,
+#               receive, close for CHURN_DURATION s: cycles (handshakes)/s,
+#               server CPU per cycle, and the server's RSS before, at its
+#               peak and once the closed sessions have expired (the gateway
+#               runs with a CHURN_RESUME_WINDOW resume window for this)
+#
+# Sizes (env): IDLE_SESSIONS (10000), IDLE_HOLD (5 s), CLOSED_SESSIONS (100),
+# FIXED_SESSIONS (1000), FIXED_RATE (10), DURATION (10 s per run),
+# FANOUT_SUBSCRIBERS (1000), FANOUT_RATE (20), FANOUT_MAX_RATE (300),
+# FANOUT_MAX_DURATION (5 s), CHURN_LOOPS (50),
+# CHURN_DURATION (10), CHURN_RESUME_WINDOW (3s), FERRY_WORKERS (2),
+# QUIC_CONNECT_RATE (400 handshakes/s: the generator's QUIC client costs
+# about 1 ms of CPU per handshake), WSS_CONNECT_RATE (1000).
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -27,17 +54,24 @@ ROOT=$PWD
 
 if [[ -n "${QUICK:-}" ]]; then
   : "${IDLE_SESSIONS:=2000}" "${CLOSED_SESSIONS:=50}" "${FIXED_SESSIONS:=200}" "${DURATION:=3}"
+  : "${FANOUT_SUBSCRIBERS:=200}" "${CHURN_DURATION:=3}"
 fi
 IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
+IDLE_HOLD=${IDLE_HOLD:-5}
 CLOSED_SESSIONS=${CLOSED_SESSIONS:-100}
 FIXED_SESSIONS=${FIXED_SESSIONS:-1000}
 FIXED_RATE=${FIXED_RATE:-10}
 DURATION=${DURATION:-10}
-IDLE_HOLD=${IDLE_HOLD:-5}
+FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
+FANOUT_RATE=${FANOUT_RATE:-20}
+FANOUT_MAX_RATE=${FANOUT_MAX_RATE:-300}
+FANOUT_MAX_DURATION=${FANOUT_MAX_DURATION:-5}
+CHURN_LOOPS=${CHURN_LOOPS:-50}
+CHURN_DURATION=${CHURN_DURATION:-10}
+CHURN_RESUME_WINDOW=${CHURN_RESUME_WINDOW:-3s}
 FERRY_WORKERS=${FERRY_WORKERS:-2}
-FERRY_WS_URL=${FERRY_WS_URL:-ws://127.0.0.1:8080/ws}
-FERRY_QUIC_URL=${FERRY_QUIC_URL:-quic://127.0.0.1:4433}
-FERRY_CA=${FERRY_CA:-}
+QUIC_CONNECT_RATE=${QUIC_CONNECT_RATE:-400}
+WSS_CONNECT_RATE=${WSS_CONNECT_RATE:-1000}
 
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 RESULTS=bench/results
@@ -54,28 +88,16 @@ note() { say "$*"; NOTES+=("$*"); }
 need=$((IDLE_SESSIONS + 1024))
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (( $(ulimit -n) < need )); then
-  ulimit -n "$need" 2>/dev/null || true
-fi
-if (( $(ulimit -n) < need )); then
   IDLE_SESSIONS=$(( $(ulimit -n) - 1024 ))
   note "ulimit -n is $(ulimit -n) (hard limit $(ulimit -Hn)): idle runs reduced to $IDLE_SESSIONS connections"
 fi
 
 # --- build ------------------------------------------------------------------
 say "building (release)"
-if ! cargo build --release -q -p loadtest -p baseline-ws 2>>"$LOG"; then
+if ! cargo build --release -q -p gateway -p loadtest -p baseline-ws 2>>"$LOG"; then
   say "build failed, see $LOG"; exit 2
 fi
 LT=$ROOT/target/release/loadtest
-FERRY_OK=1
-if ! cargo build --release -q -p loadtest --features sdk 2>>"$LOG"; then
-  FERRY_OK=0
-  note "Ferry skipped: loadtest does not build with the client SDK yet (cargo feature sdk)"
-  cargo build --release -q -p loadtest 2>>"$LOG" || { say "build failed, see $LOG"; exit 2; }
-elif ! cargo build --release -q -p gateway 2>>"$LOG" || [[ ! -x target/release/gateway ]]; then
-  FERRY_OK=0
-  note "Ferry skipped: target/release/gateway is absent (cargo build --release -p gateway failed)"
-fi
 
 # --- peers' own dependencies -------------------------------------------------
 NODE_OK=1
@@ -98,28 +120,8 @@ if ! python3 -c 'import socketify' 2>/dev/null; then
 fi
 
 # --- server lifecycle --------------------------------------------------------
+# One server at a time; SERVER_PID is always a process this script started.
 SERVER_PID=
-wait_port() { # host port seconds
-  local deadline=$((SECONDS + $3))
-  while (( SECONDS < deadline )); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then return 1; fi
-    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
-    sleep 0.2
-  done
-  return 1
-}
-start_server() { # name host port cmd...
-  local name=$1 host=$2 port=$3; shift 3
-  say "starting $name: $*"
-  "$@" >>"$RUN_DIR/$name.server.log" 2>&1 &
-  SERVER_PID=$!
-  if ! wait_port "$host" "$port" 15; then
-    note "$name skipped: it did not listen on $host:$port (see $RUN_DIR/$name.server.log)"
-    stop_server
-    return 1
-  fi
-  sleep 0.5
-}
 stop_server() {
   if [[ -n "$SERVER_PID" ]]; then
     kill "$SERVER_PID" 2>/dev/null
@@ -129,8 +131,67 @@ stop_server() {
 }
 trap stop_server EXIT
 
+# wait_line FILE PATTERN SECONDS: the first line of FILE matching PATTERN,
+# while SERVER_PID lives.
+wait_line() {
+  local deadline=$((SECONDS + $3)) line
+  while (( SECONDS < deadline )); do
+    line=$(grep -m1 -E "$2" "$1" 2>/dev/null) && { echo "$line"; return 0; }
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+field() { sed -E "s/.*[[:space:]]$2=([^[:space:]]+).*/\1/" <<<"$1"; }
+
+# start_ferry NAME [ENV=VALUE...]: a fresh gateway, every listener on a free
+# port; sets FERRY_WS FERRY_WSS FERRY_QUIC FERRY_CA FERRY_METRICS.
+start_ferry() {
+  local name=$1; shift
+  local dir=$RUN_DIR/$name
+  mkdir -p "$dir"
+  say "starting $name: gateway --workers $FERRY_WORKERS $*"
+  env FERRY_LOG_LEVEL=warn "$@" target/release/gateway --workers "$FERRY_WORKERS" \
+    --ws 127.0.0.1:0 --wss 127.0.0.1:0 --quic 127.0.0.1:0 --ops 127.0.0.1:0 \
+    --data-dir "$dir/ferry-data" --drain-timeout 1s >"$dir/gateway.out" 2>"$dir/gateway.err" &
+  SERVER_PID=$!
+  local ready
+  if ! ready=$(wait_line "$dir/gateway.out" '^ferry gateway ready:' 20); then
+    note "$name skipped: the gateway did not get ready (see $dir/gateway.err)"
+    stop_server
+    return 1
+  fi
+  FERRY_WS=ws://$(field "$ready" ws)/ws
+  FERRY_WSS=wss://$(field "$ready" wss)/ws
+  FERRY_QUIC=quic://$(field "$ready" quic)
+  FERRY_CA=$(field "$ready" cert)
+  FERRY_METRICS=http://$(field "$ready" ops)/metrics
+  sleep 0.5
+}
+
+# start_server NAME URL-PATTERN CMD...: a peer that prints its URL on its
+# output (baseline-ws prints the bound address; node and uws a fixed one).
+start_server() {
+  local name=$1 pattern=$2; shift 2
+  local out=$RUN_DIR/$name.server.log
+  say "starting $name: $*"
+  "$@" >"$out" 2>&1 &
+  SERVER_PID=$!
+  local line
+  if ! line=$(wait_line "$out" "$pattern" 15); then
+    note "$name skipped: it did not start (see $out)"
+    stop_server
+    return 1
+  fi
+  SERVER_URL=$(grep -m1 -oE 'ws://[0-9.]+:[0-9]+/?' <<<"$line")
+  sleep 0.5
+}
+
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
 # --- one loadtest run ----------------------------------------------------------
-run_lt() { # peer label args...
+# run_lt PEER LABEL ARGS...: one run; PEER.LABEL.json, with .load beside it.
+run_lt() {
   local peer=$1 label=$2; shift 2
   local json=$RUN_DIR/$peer.$label.json
   local load
@@ -147,97 +208,116 @@ run_lt() { # peer label args...
   echo "$load" >"$json.load"
 }
 
-raw_suite() { # peer url [idle-only]
-  local peer=$1 url=$2
-  run_lt "$peer" idle raw --idle --url "$url" --sessions "$IDLE_SESSIONS" --duration "$IDLE_HOLD"
-  [[ "${3:-}" == idle-only ]] && return
-  run_lt "$peer" closed-32B raw --closed-loop --url "$url" --sessions "$CLOSED_SESSIONS" --payload 32 --duration "$DURATION"
-  run_lt "$peer" closed-1KiB raw --closed-loop --url "$url" --sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION"
-  run_lt "$peer" fixed raw --url "$url" --sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION"
+# start_peer PEER LABEL: a fresh server for one run; sets SERVER_PID and
+# TARGET (the loadtest flags that reach it). Churn gets a gateway with a
+# short resume window, so that the closed sessions expire.
+start_peer() {
+  local peer=$1 label=$2 env=() rate=2000
+  [[ $label == churn ]] && env=(FERRY_SESSION_RESUME_WINDOW="$CHURN_RESUME_WINDOW")
+  case $peer in
+    ferry-*)
+      start_ferry "$peer.$label" "${env[@]}" || return 1
+      case $peer in
+        ferry-ws) TARGET=(--transport ws --url "$FERRY_WS") ;;
+        ferry-wss) TARGET=(--transport wss --url "$FERRY_WSS" --ca "$FERRY_CA"); rate=$WSS_CONNECT_RATE ;;
+        ferry-quic) TARGET=(--transport quic --url "$FERRY_QUIC" --ca "$FERRY_CA"); rate=$QUIC_CONNECT_RATE ;;
+      esac
+      # Churn loops pace themselves: the connect rate is only a ceiling.
+      [[ $label == churn ]] && rate=20000
+      TARGET+=(--connect-rate "$rate" --connect-timeout 20)
+      ;;
+    baseline-ws-*)
+      local mode=echo
+      [[ $label == fanout* ]] && mode=broadcast
+      start_server "$peer.$label" 'listening on ws://[0-9.:]+/ pid=' target/release/baseline-ws --listen 127.0.0.1:0 \
+        --buffers "${peer#baseline-ws-}" --mode "$mode" || return 1
+      TARGET=(--url "$SERVER_URL")
+      ;;
+    node-ws)
+      start_server "$peer.$label" 'echo on' node bench/node/echo.js --listen 127.0.0.1:0 || return 1
+      TARGET=(--url "$SERVER_URL")
+      ;;
+    uws-socketify)
+      start_server "$peer.$label" 'echo on' python3 bench/uws/echo.py --listen 127.0.0.1:9004 || return 1
+      TARGET=(--url "$SERVER_URL")
+      ;;
+  esac
 }
 
-ferry_suite() { # peer transport url
-  local peer=$1 t=$2 url=$3 tls=()
-  if [[ $t != ws ]]; then
-    if [[ -n "$FERRY_CA" ]]; then tls=(--ca "$FERRY_CA"); else tls=(--insecure-dev); fi
-  fi
-  run_lt "$peer" idle idle --transport "$t" --url "$url" "${tls[@]}" --sessions "$IDLE_SESSIONS" --duration "$IDLE_HOLD"
-  run_lt "$peer" closed-32B echo --closed-loop --transport "$t" --url "$url" "${tls[@]}" --sessions "$CLOSED_SESSIONS" --payload 32 --duration "$DURATION"
-  run_lt "$peer" closed-1KiB echo --closed-loop --transport "$t" --url "$url" "${tls[@]}" --sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION"
-  run_lt "$peer" fixed echo --transport "$t" --url "$url" "${tls[@]}" --sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION"
+# measure PEER LABEL: one scenario against one peer, on a fresh server.
+measure() {
+  local peer=$1 label=$2 ferry=
+  [[ $peer == ferry-* ]] && ferry=1
+  start_peer "$peer" "$label" || return
+  local sizes=() cmd=()
+  case $label in
+    idle) sizes=(--sessions "$IDLE_SESSIONS" --duration "$IDLE_HOLD") ;;
+    closed-32B) sizes=(--sessions "$CLOSED_SESSIONS" --payload 32 --duration "$DURATION") ;;
+    closed-1KiB) sizes=(--sessions "$CLOSED_SESSIONS" --payload 1024 --duration "$DURATION") ;;
+    fixed) sizes=(--sessions "$FIXED_SESSIONS" --rate "$FIXED_RATE" --payload 32 --duration "$DURATION") ;;
+    fanout) sizes=(--sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --payload 32 --duration "$DURATION") ;;
+    fanout-max) sizes=(--sessions "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_MAX_RATE" --payload 32
+                       --duration "$FANOUT_MAX_DURATION" --drain-timeout 20) ;;
+  esac
+  case $label in
+    idle) if [[ -n $ferry ]]; then cmd=(idle); else cmd=(raw --idle); fi ;;
+    closed-*) if [[ -n $ferry ]]; then cmd=(echo --closed-loop); else cmd=(raw --closed-loop); fi ;;
+    fixed) if [[ -n $ferry ]]; then cmd=(echo); else cmd=(raw); fi ;;
+    fanout*) if [[ -n $ferry ]]; then cmd=(fanout); else cmd=(raw --fanout); fi ;;
+  esac
+  case $label in
+    churn)
+      local json=$RUN_DIR/$peer.churn.json before
+      before=$(rss_kb "$SERVER_PID" VmRSS)
+      run_lt "$peer" churn churn "${TARGET[@]}" --metrics-url "$FERRY_METRICS" --leak-timeout 30 \
+        --sessions "$CHURN_LOOPS" --duration "$CHURN_DURATION"
+      # The leak check waited for the sessions to expire; give the sweeper
+      # and the allocator a moment more.
+      sleep 2
+      echo "$before $(rss_kb "$SERVER_PID" VmHWM) $(rss_kb "$SERVER_PID" VmRSS)" >"$json.rss"
+      ;;
+    *) run_lt "$peer" "$label" "${cmd[@]}" "${TARGET[@]}" "${sizes[@]}" ;;
+  esac
+  stop_server
 }
 
 say "results: $REPORT"
 START_LOAD=$(cat /proc/loadavg)
 
-# --- the peers -------------------------------------------------------------------
-if (( FERRY_OK )); then
-  for t in ws quic; do
-    url=$FERRY_WS_URL; [[ $t == quic ]] && url=$FERRY_QUIC_URL
-    # The gateway always serves WebSocket: its port says it is up.
-    if start_server "ferry-$t" 127.0.0.1 8080 env FERRY_SERVER_WORKERS="$FERRY_WORKERS" target/release/gateway; then
-      ferry_suite "ferry-$t" "$t" "$url"
-      stop_server
-    fi
+# --- the runs --------------------------------------------------------------------
+# Scenario by scenario, every peer in turn, each on a fresh server: the
+# peers of one scenario are measured minutes apart, under the same load.
+RAW_PEERS=(baseline-ws-default baseline-ws-4k)
+(( NODE_OK )) && RAW_PEERS+=(node-ws)
+for label in idle closed-32B closed-1KiB fixed fanout fanout-max churn; do
+  case $label in
+    idle) peers=(ferry-ws ferry-wss ferry-quic "${RAW_PEERS[@]}"); (( UWS_OK )) && peers+=(uws-socketify) ;;
+    closed-*|fixed) peers=(ferry-ws ferry-quic "${RAW_PEERS[@]}") ;;
+    fanout*) peers=(ferry-ws ferry-quic baseline-ws-default baseline-ws-4k) ;;
+    churn) peers=(ferry-ws ferry-quic) ;;
+  esac
+  for peer in "${peers[@]}"; do
+    measure "$peer" "$label"
   done
-fi
-for buffers in default 4k; do
-  if start_server "baseline-ws-$buffers" 127.0.0.1 9001 target/release/baseline-ws --listen 127.0.0.1:9001 --buffers "$buffers"; then
-    raw_suite "baseline-ws-$buffers" ws://127.0.0.1:9001/
-    stop_server
-  fi
 done
-if (( NODE_OK )) && start_server node-ws 127.0.0.1 9003 node bench/node/echo.js --listen 127.0.0.1:9003; then
-  raw_suite node-ws ws://127.0.0.1:9003/
-  stop_server
-fi
-if (( UWS_OK )) && start_server uws-socketify 127.0.0.1 9004 python3 bench/uws/echo.py --listen 127.0.0.1:9004; then
-  raw_suite uws-socketify ws://127.0.0.1:9004/ idle-only
-  stop_server
-fi
+END_LOAD=$(cat /proc/loadavg)
 
-# --- the table -----------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------
 {
   echo "# Ferry and peers, $STAMP"
   echo
-  echo "Machine: $(nproc) cores, $(uname -r), load average at start: $START_LOAD."
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -h | awk '/^Mem:/ {print $2}') RAM, Linux $(uname -r)."
+  echo "Load average at start: $START_LOAD; at the end: $END_LOAD."
   echo "Sizes: idle $IDLE_SESSIONS connections held ${IDLE_HOLD} s; closed loop $CLOSED_SESSIONS sessions;"
-  echo "fixed rate $FIXED_SESSIONS sessions x $FIXED_RATE msg/s; ${DURATION} s per run; loopback."
-  echo "Latency is from the intended send time (open loop) in µs; server CPU is"
-  echo "user+system time of the server process per delivered message; RSS per idle"
-  echo "connection is (VmRSS with the connections - before) / connections."
-  echo "JSON of every run: $RUN_DIR/. A high load average means another process shared the cores."
+  echo "fixed rate $FIXED_SESSIONS sessions x $FIXED_RATE msg/s; fan-out 1 publisher x $FANOUT_RATE msg/s"
+  echo "(and $FANOUT_MAX_RATE msg/s for ${FANOUT_MAX_DURATION} s) to $FANOUT_SUBSCRIBERS subscribers; churn $CHURN_LOOPS loops"
+  echo "for ${CHURN_DURATION} s; ${DURATION} s per run;"
+  echo "Ferry with $FERRY_WORKERS workers; loopback. JSON of every run: $RUN_DIR/."
   echo
-  python3 - "$RUN_DIR" <<'PY'
-import json, pathlib, sys
-run = pathlib.Path(sys.argv[1])
-order = ["idle", "closed-32B", "closed-1KiB", "fixed"]
-rows = []
-for f in sorted(run.glob("*.json")):
-    peer, label = f.name[: -len(".json")].rsplit(".", 1)
-    r = json.loads(f.read_text())
-    load = (f.parent / (f.name + ".load")).read_text().strip() if (f.parent / (f.name + ".load")).exists() else ""
-    lat = r.get("latency_us") or {}
-    fmt = lambda v, d=0: "-" if v is None else f"{v:,.{d}f}"
-    m = r["messages"]
-    ok = m["lost"] == m["duplicated"] == m["reordered"] == 0 and not r["errors"]
-    rows.append((peer, order.index(label) if label in order else 99, label,
-                 "-" if label == "idle" else fmt(r["throughput_msgs_per_s"]),
-                 fmt(lat.get("p50")), fmt(lat.get("p99")),
-                 "-" if label == "idle" else fmt(r["server_cpu_us_per_msg"], 2),
-                 fmt(r["gateway_rss_bytes_per_session"]),
-                 f'{r["sessions"]["established"]}/{r["sessions"]["attempted"]}',
-                 fmt(r["loadgen_cpu_percent"]), load, "ok" if ok else "FAILED"))
-rows.sort(key=lambda r: (r[0], r[1]))
-head = ["server", "scenario", "msgs/s", "p50 µs", "p99 µs", "server CPU µs/msg", "RSS B/idle conn", "sessions", "loadgen CPU %", "load avg", "checks"]
-print("| " + " | ".join(head) + " |")
-print("|" + "|".join("---" for _ in head) + "|")
-for r in rows:
-    print("| " + " | ".join(str(x) for x in (r[0],) + r[2:]) + " |")
-PY
+  python3 bench/report.py "$RUN_DIR"
   if (( ${#NOTES[@]} )); then
     echo
-    echo "Notes:"
+    echo "Notes from the run:"
     for n in "${NOTES[@]}"; do echo "- $n"; done
   fi
 } >"$REPORT"

@@ -1,5 +1,5 @@
 // Node.js `ws` echo server: a peer in bench/compare.sh.
-// Usage: node echo.js [--listen 127.0.0.1:9003]
+// Usage: node echo.js [--listen 127.0.0.1:9003]  (port 0: any free port, printed)
 'use strict';
 const { WebSocketServer } = require('ws');
 
@@ -15,7 +15,7 @@ wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
   ws.on('error', () => {});
 });
-wss.on('listening', () => console.error(`node-ws: echo on ws://${host}:${port}`));
+wss.on('listening', () => console.error(`node-ws: echo on ws://${host}:${wss.address().port}`));
 wss.on('error', (e) => {
   console.error(`node-ws: ${e.message}`);
   process.exit(1);

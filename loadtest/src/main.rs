@@ -10,8 +10,8 @@
 //!
 //! Module map: [`rate`] pacing, [`stats`] histograms and delivery checks,
 //! [`payload`] what each message carries, [`report`] summary and JSON,
-//! [`proc`] /proc readings, [`scenario`] the scenarios, [`sdk`] the Ferry
-//! client SDK (or a stand-in when built without the `sdk` feature).
+//! [`proc`] /proc readings, [`scenario`] the scenarios. The Ferry scenarios
+//! use the real client SDK, `ferry_protocol::client`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -20,7 +20,6 @@ mod proc;
 mod rate;
 mod report;
 mod scenario;
-mod sdk;
 mod stats;
 
 use std::path::PathBuf;
@@ -34,19 +33,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::scenario::raw::RawMode;
 use crate::scenario::{Ctx, Settings, TransportKind};
 
-#[cfg(feature = "sdk")]
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (Ferry client SDK: built in)");
-#[cfg(not(feature = "sdk"))]
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (Ferry client SDK: not built in; `raw` works, Ferry scenarios only against --url mem://NAME)"
-);
-
 /// Exit code when the run found lost/duplicated/reordered messages or too
 /// many errors.
 const EXIT_CHECK_FAILED: u8 = 1;
 /// Exit code when the run could not be carried out (bad flags, server
-/// unreachable, bug).
+/// unreachable: not one session opened, bug).
 const EXIT_USAGE: u8 = 2;
 /// Exit code when the run did not stop by itself in time (a bug).
 const EXIT_HUNG: u8 = 3;
@@ -54,10 +45,10 @@ const EXIT_HUNG: u8 = 3;
 #[derive(Parser, Debug)]
 #[command(
     name = "loadtest",
-    version = VERSION,
+    version,
     about = "Load generator and delivery checker for the Ferry gateway and baseline WebSocket servers",
     after_help = "Exit status: 0 passed, 1 messages lost/duplicated/reordered or too many errors, \
-                  2 could not run, 3 did not stop in time.\n\
+                  2 could not run (bad flags, no session could be opened), 3 did not stop in time.\n\
                   Only loopback targets are accepted unless --allow-remote is given."
 )]
 struct Cli {
@@ -167,8 +158,8 @@ enum Scenario {
         #[arg(long, default_value_t = 2.0)]
         cut_interval: f64,
     },
-    /// Plain binary WebSocket echo against a baseline server (no Ferry
-    /// protocol).
+    /// Plain binary WebSocket echo (or, with --fanout, broadcast) against a
+    /// baseline server (no Ferry protocol).
     Raw {
         /// Send the next message when the echo of the previous one arrives.
         #[arg(long)]
@@ -176,18 +167,27 @@ enum Scenario {
         /// Hold the connections idle (server memory per connection).
         #[arg(long, conflicts_with = "closed_loop")]
         idle: bool,
+        /// Fan-out against a broadcast server (`baseline-ws --mode
+        /// broadcast`): --publishers connections send at --rate, --sessions
+        /// connections receive everything; throughput = deliveries/s.
+        #[arg(long, conflicts_with_all = ["closed_loop", "idle"])]
+        fanout: bool,
+        /// Publishing connections, with --fanout.
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
     },
 }
 
 impl Scenario {
-    fn is_ferry(&self) -> bool {
-        !matches!(self, Scenario::Raw { .. })
-    }
-
     /// File descriptors the run needs besides the sessions.
     fn extra_sessions(&self) -> usize {
         match self {
             Scenario::Fanout { publishers } => *publishers,
+            Scenario::Raw {
+                fanout: true,
+                publishers,
+                ..
+            } => *publishers,
             _ => 0,
         }
     }
@@ -233,6 +233,30 @@ fn settings(
     url: String,
 ) -> anyhow::Result<Settings> {
     let mut problems = Vec::new();
+    let raw = matches!(scenario, Scenario::Raw { .. });
+    let want = if raw { "ws" } else { c.transport.name() };
+    if let Ok(parts) = scenario::split_url(&url)
+        && parts.scheme != want
+    {
+        problems.push(if raw {
+            format!("--url {url:?}: raw speaks plain WebSocket, ws://")
+        } else {
+            format!("--url {url:?}: --transport {want} needs a {want}:// URL")
+        });
+    }
+    if !raw && c.transport != TransportKind::Ws {
+        match &c.ca {
+            None if !c.insecure_dev => problems.push(format!(
+                "--transport {want} needs --ca FILE, the certificate the gateway serves \
+                 (its ready line names it: cert=...; a development gateway makes \
+                 <data_dir>/dev-cert.pem), or --insecure-dev"
+            )),
+            Some(ca) if std::fs::metadata(ca).is_err() => {
+                problems.push(format!("--ca {}: no such readable file", ca.display()));
+            }
+            _ => {}
+        }
+    }
     if c.sessions == 0 {
         problems.push("--sessions must be at least 1".to_owned());
     }
@@ -301,19 +325,7 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
         (None, Scenario::Raw { .. }) => "ws://127.0.0.1:9001/".into(),
         (None, _) => c.transport.default_url().into(),
     };
-    let in_process = url.starts_with("mem://");
-    if cli.scenario.is_ferry() && !sdk::AVAILABLE && !in_process {
-        bail!(
-            "this loadtest was built without the Ferry client SDK, so only `raw` (and Ferry \
-             scenarios against the in-process stand-in, --url mem://NAME) work; rebuild with \
-             `cargo build --release -p loadtest --features sdk` once the SDK has landed"
-        );
-    }
-    let addr = if in_process {
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-    } else {
-        scenario::resolve(&url, c.allow_remote).await?
-    };
+    let addr = scenario::resolve(&url, c.allow_remote).await?;
     let set = settings(c, &cli.scenario, addr, url)?;
     // The hard deadline: every phase is bounded, this only catches a bug.
     let hard_limit = Duration::from_secs_f64(set.sessions as f64 / set.connect_rate)
@@ -366,6 +378,18 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
     if let Some(path) = &c.json {
         report.write_json(path)?;
     }
+    if report.sessions.attempted > 0 && report.sessions.established == 0 {
+        // Not a verdict on the server's delivery: the run never started.
+        eprintln!(
+            "loadtest: could not run: no session could be opened ({})",
+            report
+                .errors
+                .keys()
+                .next()
+                .map_or("no reason recorded", String::as_str)
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     let failures = report.failures(c.max_errors);
     if failures.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -378,7 +402,14 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
 async fn dispatch(ctx: Arc<Ctx>, scenario: &Scenario) -> anyhow::Result<scenario::Outcome> {
     use scenario::*;
     match scenario {
-        Scenario::Raw { closed_loop, idle } => {
+        Scenario::Raw {
+            fanout: true,
+            publishers,
+            ..
+        } => raw_fanout::run(ctx, *publishers).await,
+        Scenario::Raw {
+            closed_loop, idle, ..
+        } => {
             let mode = match (closed_loop, idle) {
                 (_, true) => RawMode::Idle,
                 (true, _) => RawMode::ClosedLoop,

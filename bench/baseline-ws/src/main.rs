@@ -29,7 +29,7 @@ const BROADCAST_CAPACITY: usize = 4096;
     about = "Baseline WebSocket echo/broadcast server (tokio + tokio-tungstenite)"
 )]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on (port 0: any free port, printed on stderr).
     #[arg(long, default_value = "127.0.0.1:9001")]
     listen: SocketAddr,
     /// tungstenite buffer sizes.
@@ -93,10 +93,16 @@ async fn serve(args: Args) -> Result<(), String> {
             .write_buffer_size(4 * 1024),
     };
     let (hub, _) = broadcast::channel::<Bytes>(BROADCAST_CAPACITY);
-    eprintln!(
-        "baseline-ws: {:?} mode, {:?} buffers, listening on ws://{}",
-        args.mode, args.buffers, args.listen
+    // The bound address, so that `--listen 127.0.0.1:0` can be used; one
+    // write, so that a script reading the line never sees half of it.
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    let line = format!(
+        "baseline-ws: {:?} mode, {:?} buffers, listening on ws://{bound}/ pid={}\n",
+        args.mode,
+        args.buffers,
+        std::process::id()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,

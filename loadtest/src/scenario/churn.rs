@@ -4,8 +4,10 @@
 //! Throughput is cycles (handshakes) per second.
 //!
 //! Leak check, with `--metrics-url`: the gateway's gauges `ferry_sessions`
-//! and `ferry_connections` are scraped before the run and must return to
-//! those values within `--leak-timeout` after it.
+//! (labels `state`, `worker`) and `ferry_worker_connections` (label
+//! `worker`), each summed over its labels, are scraped before the run and
+//! must return to those values within `--leak-timeout` after it. The
+//! gateway refreshes them about once a second.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +26,9 @@ use crate::rate::SlotPacer;
 use crate::stats::Recorder;
 
 /// The gauges that must come back to their baseline.
-const GAUGES: [&str; 2] = ["ferry_sessions", "ferry_connections"];
+const GAUGES: [&str; 2] = ["ferry_sessions", "ferry_worker_connections"];
+/// The detached part of `ferry_sessions`, as [`parse_gauges`] keys it.
+const DETACHED: &str = "ferry_sessions{state=\"detached\"}";
 /// Largest metrics page we read.
 const MAX_METRICS_BYTES: usize = 8 << 20;
 
@@ -92,9 +96,16 @@ async fn churn_loop(
     let channel = format!("churn:{i}");
     let source = i as u32;
     let mut seq = 0u64;
+    // Closes run beside the loop: a QUIC close waits for the connection to
+    // drain (about three PTOs, ~80 ms on loopback), which is the client's
+    // time, not a handshake's.
+    let mut closing = JoinSet::new();
     loop {
+        while closing.try_join_next().is_some() {}
         let slot = slots.next_slot();
-        if ctx.instant(slot) >= end {
+        // Slots are handed out at --connect-rate; loops slower than that
+        // stop at the end of the duration, not when the slots run out.
+        if ctx.instant(slot) >= end || tokio::time::Instant::now() >= end {
             break;
         }
         tokio::time::sleep_until(ctx.instant(slot)).await;
@@ -143,9 +154,15 @@ async fn churn_loop(
         }
         // The stream of this cycle holds exactly message `seq`.
         rx.finish(&ctx, |_| u64::from(sent), [source]);
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.client.close()).await;
+        let client = s.client;
+        closing.spawn(async move {
+            // The events live until the client is closed.
+            let _events = events;
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
+        });
         cycles.fetch_add(1, Ordering::Relaxed);
     }
+    while closing.join_next().await.is_some() {}
 }
 
 /// Polls the gauges until they are back at `before`; returns the summary
@@ -182,8 +199,23 @@ async fn leak_check(
         if tokio::time::Instant::now() >= deadline {
             ctx.rec
                 .error("leak: gauges did not return to their baseline");
+            let (b, a) = (
+                before.get(DETACHED).copied().unwrap_or(0.0),
+                now.get(DETACHED).copied().unwrap_or(0.0),
+            );
+            let hint = if a > b {
+                format!(
+                    "; {} of the sessions are detached: a closed client's session is kept for \
+                     the resume window (session.resume_window, 120 s by default), so run the \
+                     gateway with a short one (FERRY_SESSION_RESUME_WINDOW=2s) or raise \
+                     --leak-timeout past it",
+                    a - b
+                )
+            } else {
+                String::new()
+            };
             return format!(
-                "LEAK after {:.0} s: {}",
+                "LEAK after {:.0} s: {}{hint}",
                 timeout.as_secs_f64(),
                 leaked.join(", ")
             );
@@ -243,7 +275,9 @@ pub async fn scrape(url: &str, allow_remote: bool) -> anyhow::Result<BTreeMap<St
     Ok(gauges)
 }
 
-/// Sums each of `names` over its label sets in a Prometheus text page.
+/// Sums each of `names` over its label sets in a Prometheus text page;
+/// a metric with a `state` label is also summed per state, under
+/// `name{state="value"}`.
 pub fn parse_gauges(text: &str, names: &[&str]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
@@ -257,9 +291,9 @@ pub fn parse_gauges(text: &str, names: &[&str]) -> BTreeMap<String, f64> {
             continue;
         }
         let rest = &line[name_end..];
-        let after_labels = match rest.strip_prefix('{') {
-            Some(r) => r.rsplit_once('}').map_or("", |(_, v)| v),
-            None => rest,
+        let (labels, after_labels) = match rest.strip_prefix('{') {
+            Some(r) => r.rsplit_once('}').unwrap_or(("", "")),
+            None => ("", rest),
         };
         if let Some(v) = after_labels
             .split_whitespace()
@@ -267,6 +301,13 @@ pub fn parse_gauges(text: &str, names: &[&str]) -> BTreeMap<String, f64> {
             .and_then(|v| v.parse::<f64>().ok())
         {
             *out.entry(name.to_owned()).or_insert(0.0) += v;
+            // Label values of ours hold no commas or quotes.
+            if let Some(state) = labels
+                .split(',')
+                .find_map(|l| l.trim().strip_prefix("state="))
+            {
+                *out.entry(format!("{name}{{state={state}}}")).or_insert(0.0) += v;
+            }
         }
     }
     out
@@ -278,13 +319,22 @@ mod tests {
 
     #[test]
     fn parses_prometheus_gauges() {
-        let page = "# HELP ferry_sessions Sessions\n# TYPE ferry_sessions gauge\n\
-                    ferry_sessions{worker=\"0\"} 3\nferry_sessions{worker=\"1\"} 4 1700000000\n\
-                    ferry_sessions_total 99\nferry_connections 2\n";
+        // As the gateway renders them (metrics-exporter-prometheus).
+        let page = "# HELP ferry_sessions Sessions per worker, attached or detached.\n\
+                    # TYPE ferry_sessions gauge\n\
+                    ferry_sessions{state=\"attached\",worker=\"0\"} 3\n\
+                    ferry_sessions{state=\"detached\",worker=\"0\"} 1\n\
+                    ferry_sessions{state=\"attached\",worker=\"1\"} 4 1700000000\n\
+                    ferry_sessions_expired_total 99\n\
+                    ferry_worker_connections{worker=\"0\"} 2\n\
+                    ferry_worker_connections{worker=\"1\"} 5\n\
+                    ferry_connections{transport=\"ws\"} 40\n";
         let g = parse_gauges(page, &GAUGES);
-        assert_eq!(g.get("ferry_sessions"), Some(&7.0));
-        assert_eq!(g.get("ferry_connections"), Some(&2.0));
-        assert_eq!(g.len(), 2, "ferry_sessions_total is another metric");
+        assert_eq!(g.get("ferry_sessions"), Some(&8.0));
+        assert_eq!(g.get("ferry_worker_connections"), Some(&7.0));
+        assert_eq!(g.get(DETACHED), Some(&1.0));
+        assert_eq!(g.get("ferry_sessions{state=\"attached\"}"), Some(&7.0));
+        assert_eq!(g.len(), 4, "other metrics are not summed in");
     }
 
     async fn serve_once(answer: &'static str) -> String {
@@ -302,7 +352,7 @@ mod tests {
     #[tokio::test]
     async fn scrapes_over_http_and_explains_failures() {
         let url = serve_once(
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nferry_sessions 5\nferry_connections 6\n",
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nferry_sessions 5\nferry_worker_connections 6\n",
         )
         .await;
         let g = scrape(&url, false).await.unwrap();

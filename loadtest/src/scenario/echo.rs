@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_protocol::client::Client;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -222,7 +223,7 @@ async fn echo_session(
 /// the client refused.
 pub async fn publish(
     ctx: &Ctx,
-    client: &crate::sdk::Client,
+    client: &Client,
     channel: &str,
     source: u32,
     seq: u64,

@@ -18,8 +18,8 @@ use super::{
     Ctx, Outcome, Progress, Window, connect_line, join_until, open_sessions, send_lag_line,
 };
 use crate::rate::{Pacer, interval_ns};
-use crate::sdk::{Client, Events};
 use crate::stats::latency_us;
+use ferry_protocol::client::{Client, Event, Events};
 
 const CHANNEL: &str = "fanout:0";
 /// How long before the first publish the sessions are told to start, plus
@@ -195,7 +195,7 @@ async fn publisher(
         w = wake.recv() => w,
         ev = events.recv() => match ev {
             // A publisher subscribes to nothing; errors are what may come.
-            Some(crate::sdk::Event::ServerError { code, .. }) => {
+            Some(Event::ServerError { code, .. }) => {
                 ctx.rec.error(format!("server error {code:?}"));
                 Some(())
             }

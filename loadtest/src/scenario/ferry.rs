@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::{Ctx, Settings, TransportKind};
 use crate::payload::Stamp;
-use crate::sdk::{Client, ClientConfig, Delivery, Event, Events, TlsTrust, Transport};
 use crate::stats::{DeliveryTotals, LatencyBuf, Recorder, SessionCheck, StreamCheck, latency_us};
+use ferry_protocol::client::{Client, ClientConfig, Delivery, Event, Events, TlsTrust, Transport};
 
 /// The client configuration for the run's settings.
 pub fn config(set: &Settings) -> ClientConfig {

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::ferry::{self, Receiver, Reconnects};
 use super::{Ctx, Outcome, Progress, Window, open_sessions};
-use crate::sdk::Event;
 use crate::stats::LatencyHist;
+use ferry_protocol::client::Event;
 
 /// Runs `idle`.
 pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<Outcome> {

@@ -9,8 +9,9 @@
 //! 3. drain: wait up to `--drain-timeout` for what is still in flight.
 //!
 //! so a run always stops by itself. Ferry scenarios (connect, idle, echo,
-//! fanout, churn, resume) go through the client SDK ([`crate::sdk`]); `raw`
-//! speaks plain WebSocket to a baseline server.
+//! fanout, churn, resume) go through the client SDK
+//! (`ferry_protocol::client`); `raw` speaks plain WebSocket to a baseline
+//! server (echo, or broadcast with `--fanout`).
 
 pub mod churn;
 pub mod connect;
@@ -19,6 +20,7 @@ pub mod fanout;
 pub mod ferry;
 pub mod idle;
 pub mod raw;
+pub mod raw_fanout;
 pub mod resume;
 mod target;
 
@@ -474,6 +476,3 @@ impl Drop for Progress {
         self.finish();
     }
 }
-
-#[cfg(all(test, not(feature = "sdk")))]
-mod stand_in_tests;

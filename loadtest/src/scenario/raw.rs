@@ -40,7 +40,8 @@ const CLIENT_READ_BUFFER: usize = 4 * 1024;
 const LEAD: Duration = Duration::from_millis(20);
 const LEAD_PER_SESSION: Duration = Duration::from_micros(10);
 
-type Ws = WebSocketStream<TcpStream>;
+/// A client WebSocket.
+pub type Ws = WebSocketStream<TcpStream>;
 
 /// Which kind of raw run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +111,8 @@ pub async fn run(ctx: Arc<Ctx>, mode: RawMode) -> anyhow::Result<Outcome> {
     Ok(out)
 }
 
-async fn connect(ctx: &Ctx) -> Result<Ws, String> {
+/// Opens one WebSocket to `--url`.
+pub async fn connect(ctx: &Ctx) -> Result<Ws, String> {
     let tcp = TcpStream::connect(ctx.set.addr)
         .await
         .map_err(|e| format!("connect: {}", io_reason(&e)))?;
