@@ -46,7 +46,9 @@
 # FANOUT_MAX_DURATION (5 s), CHURN_LOOPS (50),
 # CHURN_DURATION (10), CHURN_RESUME_WINDOW (3s), FERRY_WORKERS (2),
 # QUIC_CONNECT_RATE (400 handshakes/s: the generator's QUIC client costs
-# about 1 ms of CPU per handshake), WSS_CONNECT_RATE (1000).
+# about 1 ms of CPU per handshake), WSS_CONNECT_RATE (1000). SCENARIOS
+# picks scenarios (default: idle closed-32B closed-1KiB fixed fanout
+# fanout-max churn); REPEAT=N runs everything N times and reports medians.
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -72,6 +74,8 @@ CHURN_RESUME_WINDOW=${CHURN_RESUME_WINDOW:-3s}
 FERRY_WORKERS=${FERRY_WORKERS:-2}
 QUIC_CONNECT_RATE=${QUIC_CONNECT_RATE:-400}
 WSS_CONNECT_RATE=${WSS_CONNECT_RATE:-1000}
+SCENARIOS=${SCENARIOS:-idle closed-32B closed-1KiB fixed fanout fanout-max churn}
+REPEAT=${REPEAT:-1}
 
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 RESULTS=bench/results
@@ -81,7 +85,7 @@ mkdir -p "$RUN_DIR"
 LOG=$RUN_DIR/compare.log
 NOTES=()
 
-say() { echo "compare: $*" >&2; echo "$*" >>"$LOG"; }
+say() { echo "compare: $(date +%T) $*" >&2; echo "$(date +%T) $*" >>"$LOG"; }
 note() { say "$*"; NOTES+=("$*"); }
 
 # --- file descriptors: every idle connection costs one on each side -------
@@ -246,7 +250,7 @@ start_peer() {
 
 # measure PEER LABEL: one scenario against one peer, on a fresh server.
 measure() {
-  local peer=$1 label=$2 ferry=
+  local peer=$1 label=$2 run=${3:-$2} ferry=
   [[ $peer == ferry-* ]] && ferry=1
   start_peer "$peer" "$label" || return
   local sizes=() cmd=()
@@ -267,16 +271,16 @@ measure() {
   esac
   case $label in
     churn)
-      local json=$RUN_DIR/$peer.churn.json before
+      local json=$RUN_DIR/$peer.$run.json before
       before=$(rss_kb "$SERVER_PID" VmRSS)
-      run_lt "$peer" churn churn "${TARGET[@]}" --metrics-url "$FERRY_METRICS" --leak-timeout 30 \
+      run_lt "$peer" "$run" churn "${TARGET[@]}" --metrics-url "$FERRY_METRICS" --leak-timeout 30 \
         --sessions "$CHURN_LOOPS" --duration "$CHURN_DURATION"
       # The leak check waited for the sessions to expire; give the sweeper
       # and the allocator a moment more.
       sleep 2
       echo "$before $(rss_kb "$SERVER_PID" VmHWM) $(rss_kb "$SERVER_PID" VmRSS)" >"$json.rss"
       ;;
-    *) run_lt "$peer" "$label" "${cmd[@]}" "${TARGET[@]}" "${sizes[@]}" ;;
+    *) run_lt "$peer" "$run" "${cmd[@]}" "${TARGET[@]}" "${sizes[@]}" ;;
   esac
   stop_server
 }
@@ -287,17 +291,24 @@ START_LOAD=$(cat /proc/loadavg)
 # --- the runs --------------------------------------------------------------------
 # Scenario by scenario, every peer in turn, each on a fresh server: the
 # peers of one scenario are measured minutes apart, under the same load.
+# With REPEAT=N the whole sequence runs N times (runs 2.. are named
+# LABEL~2, ...); the summary shows the median of the repeats.
 RAW_PEERS=(baseline-ws-default baseline-ws-4k)
 (( NODE_OK )) && RAW_PEERS+=(node-ws)
-for label in idle closed-32B closed-1KiB fixed fanout fanout-max churn; do
-  case $label in
-    idle) peers=(ferry-ws ferry-wss ferry-quic "${RAW_PEERS[@]}"); (( UWS_OK )) && peers+=(uws-socketify) ;;
-    closed-*|fixed) peers=(ferry-ws ferry-quic "${RAW_PEERS[@]}") ;;
-    fanout*) peers=(ferry-ws ferry-quic baseline-ws-default baseline-ws-4k) ;;
-    churn) peers=(ferry-ws ferry-quic) ;;
-  esac
-  for peer in "${peers[@]}"; do
-    measure "$peer" "$label"
+for rep in $(seq 1 "$REPEAT"); do
+  for label in $SCENARIOS; do
+    case $label in
+      idle) peers=(ferry-ws ferry-wss ferry-quic "${RAW_PEERS[@]}"); (( UWS_OK )) && peers+=(uws-socketify) ;;
+      closed-*|fixed) peers=(ferry-ws ferry-quic "${RAW_PEERS[@]}") ;;
+      fanout*) peers=(ferry-ws ferry-quic baseline-ws-default baseline-ws-4k) ;;
+      churn) peers=(ferry-ws ferry-quic) ;;
+      *) say "unknown scenario $label in SCENARIOS"; exit 2 ;;
+    esac
+    run=$label
+    (( rep > 1 )) && run="$label~$rep"
+    for peer in "${peers[@]}"; do
+      measure "$peer" "$label" "$run"
+    done
   done
 done
 END_LOAD=$(cat /proc/loadavg)
@@ -312,7 +323,8 @@ END_LOAD=$(cat /proc/loadavg)
   echo "fixed rate $FIXED_SESSIONS sessions x $FIXED_RATE msg/s; fan-out 1 publisher x $FANOUT_RATE msg/s"
   echo "(and $FANOUT_MAX_RATE msg/s for ${FANOUT_MAX_DURATION} s) to $FANOUT_SUBSCRIBERS subscribers; churn $CHURN_LOOPS loops"
   echo "for ${CHURN_DURATION} s; ${DURATION} s per run;"
-  echo "Ferry with $FERRY_WORKERS workers; loopback. JSON of every run: $RUN_DIR/."
+  echo "Ferry with $FERRY_WORKERS workers; loopback; each scenario run $REPEAT time(s) (medians shown)."
+  echo "JSON of every run: $RUN_DIR/."
   echo
   python3 bench/report.py "$RUN_DIR"
   if (( ${#NOTES[@]} )); then

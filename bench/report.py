@@ -2,11 +2,12 @@
 
 Usage: python3 bench/report.py bench/results/<run>/
 
-Reads <peer>.<label>.json (loadtest --json), <...>.json.load (the load
-average when the run started) and, for churn, <...>.json.rss (the server's
-VmRSS before, VmHWM, and VmRSS after the closed sessions expired, in kB).
-Prints: the summary (one column per server), Ferry's ratios to every peer,
-the BRIEF.md targets, and every run.
+Reads <peer>.<label>[~N].json (loadtest --json; ~N for repeat N),
+<...>.json.load (the load average when the run started) and, for churn,
+<...>.json.rss (the server's VmRSS before, VmHWM, and VmRSS after the closed
+sessions expired, in kB). Prints: the summary (one column per server, the
+median of the repeats), Ferry's ratios to every peer, the BRIEF.md targets,
+and every run.
 """
 
 import json
@@ -67,17 +68,31 @@ METRICS = [
 
 
 def load_runs(run):
+    """{(peer, label): [report, ...]}, one report per repeat (LABEL~N)."""
     runs = {}
     for f in sorted(run.glob("*.json")):
-        peer, label = f.name[: -len(".json")].rsplit(".", 1)
+        peer, name = f.name[: -len(".json")].rsplit(".", 1)
+        label, _, rep = name.partition("~")
         r = json.loads(f.read_text())
         side = lambda ext: f.parent / (f.name + ext)
+        r["_name"] = name
+        r["_rep"] = int(rep or 1)
         r["_load"] = side(".load").read_text().strip() if side(".load").exists() else ""
         r["_rss"] = side(".rss").read_text().split() if side(".rss").exists() else None
         m = r["messages"]
         r["_ok"] = m["lost"] == m["duplicated"] == m["reordered"] == 0 and not r["errors"]
-        runs[(peer, label)] = r
+        runs.setdefault((peer, label), []).append(r)
+    for reports in runs.values():
+        reports.sort(key=lambda r: r["_rep"])
     return runs
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    if n == 0:
+        return None
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
 def fmt(v, d=0):
@@ -85,27 +100,31 @@ def fmt(v, d=0):
 
 
 def value(runs, peer, metric):
+    """The metric's median over the repeats of its run, or None."""
     _, _, label, get, _, _ = metric
-    r = runs.get((peer, label))
-    if r is None:
-        return None
-    try:
-        return get(r)
-    except (KeyError, TypeError):
-        return None
+    found = []
+    for r in runs.get((peer, label), []):
+        try:
+            v = get(r)
+        except (KeyError, TypeError):
+            v = None
+        if v is not None:
+            found.append(v)
+    return median(found)
 
 
 def cell(runs, peer, metric):
     v = value(runs, peer, metric)
-    r = runs.get((peer, metric[2]))
+    reports = runs.get((peer, metric[2]), [])
     if v is None:
         return "-"
-    mark = "" if r["_ok"] else " (checks FAILED)"
+    failed = sum(not r["_ok"] for r in reports)
+    mark = f" ({failed} of {len(reports)} FAILED checks)" if failed else ""
     return fmt(v, metric[4]) + mark
 
 
 def churn_memory(runs, peer):
-    r = runs.get((peer, "churn"))
+    r = next(iter(runs.get((peer, "churn"), [])), None)
     if not r or not r["_rss"] or len(r["_rss"]) != 3:
         return "-"
     before, peak, after = (int(x) / 1024 for x in r["_rss"])
@@ -214,20 +233,20 @@ def all_runs(runs):
     print("|" + "|".join("---" for _ in head) + "|")
     key = lambda k: (k[0], LABELS.index(k[1]) if k[1] in LABELS else 99)
     for peer, label in sorted(runs, key=key):
-        r = runs[(peer, label)]
-        lat_ = r.get("latency_us") or {}
-        idle = label == "idle"
-        errors = ", ".join(f"{n} × {why}" for why, n in r["errors"].items())
-        checks = "ok" if r["_ok"] else f"FAILED ({errors})" if errors else "FAILED"
-        print("| " + " | ".join([
-            peer, label, r["transport"],
-            "-" if idle else fmt(r["throughput_msgs_per_s"]),
-            fmt(lat_.get("p50")), fmt(lat_.get("p99")), fmt(lat_.get("p999")),
-            "-" if idle else fmt(r["server_cpu_us_per_msg"], 2),
-            fmt(r["gateway_rss_bytes_per_session"]),
-            f'{r["sessions"]["established"]}/{r["sessions"]["attempted"]}',
-            fmt(r["loadgen_cpu_percent"]), r["_load"], checks,
-        ]) + " |")
+        for r in runs[(peer, label)]:
+            lat_ = r.get("latency_us") or {}
+            idle = label == "idle"
+            errors = ", ".join(f"{n} × {why}" for why, n in r["errors"].items())
+            checks = "ok" if r["_ok"] else f"FAILED ({errors})" if errors else "FAILED"
+            print("| " + " | ".join([
+                peer, r["_name"], r["transport"],
+                "-" if idle else fmt(r["throughput_msgs_per_s"]),
+                fmt(lat_.get("p50")), fmt(lat_.get("p99")), fmt(lat_.get("p999")),
+                "-" if idle else fmt(r["server_cpu_us_per_msg"], 2),
+                fmt(r["gateway_rss_bytes_per_session"]),
+                f'{r["sessions"]["established"]}/{r["sessions"]["attempted"]}',
+                fmt(r["loadgen_cpu_percent"]), r["_load"], checks,
+            ]) + " |")
     print()
 
 
