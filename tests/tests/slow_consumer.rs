@@ -11,7 +11,7 @@ use ferry_tests::harness::{Gateway, GatewayOptions};
 use ferry_tests::raw::RawClient;
 use ferry_tests::sdk::{connect, messages, payload, values};
 
-const MESSAGES: u64 = 600;
+const MESSAGES: u64 = 1000;
 const SIZE: usize = 16 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
