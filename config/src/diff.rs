@@ -95,6 +95,8 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
             max_channel_len,
             max_subscriptions,
             max_connections,
+            max_sessions,
+            memory_budget,
             outbound_queue,
             publish_rate,
             publish_burst
@@ -121,7 +123,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
         Channels,
         channels,
         &new.channels,
-        [history_messages, history_bytes]
+        [history_messages, history_bytes, idle_ttl]
     );
     compare!(
         paths,

@@ -316,6 +316,8 @@ pub(crate) struct RawLimits {
     pub max_channel_len: Field<i64>,
     pub max_subscriptions: Field<i64>,
     pub max_connections: Field<i64>,
+    pub max_sessions: Field<i64>,
+    pub memory_budget: Field<ByteSize>,
     pub outbound_queue: Field<ByteSize>,
     pub publish_rate: Field<i64>,
     pub publish_burst: Field<i64>,
@@ -337,6 +339,7 @@ pub(crate) struct RawSession {
 pub(crate) struct RawChannels {
     pub history_messages: Field<i64>,
     pub history_bytes: Field<ByteSize>,
+    pub idle_ttl: Field<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

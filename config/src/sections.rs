@@ -186,8 +186,15 @@ pub struct Limits {
     pub max_channel_len: usize,
     /// Channels one session may subscribe to (>= 1).
     pub max_subscriptions: usize,
-    /// Concurrent sessions over all workers (>= 1).
+    /// Concurrent open connections over all workers (>= 1).
     pub max_connections: usize,
+    /// Sessions kept, attached and detached, over all workers (>= 1). Each
+    /// worker holds at most its share; a new session past it evicts the
+    /// oldest detached one.
+    pub max_sessions: usize,
+    /// Bytes of session, replay-log and channel state one worker keeps
+    /// before it sheds detached sessions (oldest first) and idle channels.
+    pub memory_budget: ByteSize,
     /// Bytes queued to one session before it is a slow consumer and is
     /// disconnected (>= `max_frame_size`).
     pub outbound_queue: ByteSize,
@@ -204,6 +211,8 @@ impl Default for Limits {
             max_channel_len: 128,
             max_subscriptions: 64,
             max_connections: 100_000,
+            max_sessions: 100_000,
+            memory_budget: ByteSize::gib(1),
             outbound_queue: ByteSize::kib(256),
             publish_rate: None,
             publish_burst: nonzero(100),
@@ -249,6 +258,9 @@ pub struct Channels {
     pub history_messages: usize,
     /// Bytes of that history (>= `max_frame_size`).
     pub history_bytes: ByteSize,
+    /// How long a channel nobody listens to is remembered; after that its
+    /// state is freed and its offsets start again at 1.
+    pub idle_ttl: Duration,
 }
 
 impl Default for Channels {
@@ -256,6 +268,7 @@ impl Default for Channels {
         Self {
             history_messages: 1024,
             history_bytes: ByteSize::mib(1),
+            idle_ttl: secs(60),
         }
     }
 }

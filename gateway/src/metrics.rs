@@ -78,8 +78,13 @@ pub struct WorkerCounters {
     pub replay_overflows: u64,
     /// Detached sessions expired.
     pub sessions_expired: u64,
+    /// Detached sessions evicted before their resume window ended, to stay
+    /// within `limits.max_sessions` or `limits.memory_budget`.
+    pub sessions_evicted: u64,
+    /// Idle channels forgotten (TTL or memory budget).
+    pub channels_forgotten: u64,
     delivery_samples: u64,
-    flushed: [u64; 10],
+    flushed: [u64; 12],
 }
 
 impl WorkerCounters {
@@ -116,6 +121,8 @@ impl WorkerCounters {
             self.slow_consumers,
             self.replay_overflows,
             self.sessions_expired,
+            self.sessions_evicted,
+            self.channels_forgotten,
         ];
         let names = [
             "ferry_frames_received_total",
@@ -128,6 +135,8 @@ impl WorkerCounters {
             "ferry_slow_consumer_disconnects_total",
             "ferry_replay_overflows_total",
             "ferry_sessions_expired_total",
+            "ferry_sessions_evicted_total",
+            "ferry_channels_forgotten_total",
         ];
         for ((name, value), flushed) in names.iter().zip(now).zip(self.flushed.iter_mut()) {
             let delta = value - *flushed;
@@ -152,6 +161,8 @@ impl WorkerCounters {
             .set(worker.live_connections() as f64);
         metrics::gauge!("ferry_channels", "worker" => label.clone())
             .set(state.sequencer.channel_count() as f64);
+        metrics::gauge!("ferry_worker_state_bytes", "worker" => label.clone())
+            .set(state.memory() as f64);
         let links = worker.mesh.worker(worker.index);
         for (queue, free) in [
             ("sequencer", links.sequencer.capacity()),

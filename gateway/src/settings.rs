@@ -39,6 +39,10 @@ pub struct Settings {
     pub max_subscriptions: usize,
     /// Most concurrent connections for the whole gateway.
     pub max_connections: usize,
+    /// Most sessions (attached and detached) for the whole gateway.
+    pub max_sessions: usize,
+    /// Bytes of session and channel state one worker keeps before shedding.
+    pub memory_budget: usize,
     /// Unsent bytes after which a session is a slow consumer.
     pub outbound_queue_bytes: usize,
     /// HELLO must arrive within this.
@@ -55,6 +59,8 @@ pub struct Settings {
     pub history_messages: usize,
     /// Bytes each channel keeps for catch-up.
     pub history_bytes: usize,
+    /// How long a channel nobody listens to is remembered.
+    pub channel_idle_ttl: Duration,
     /// PEM certificate and key; `None` → a development certificate in
     /// `data_dir`.
     pub tls_cert: Option<(PathBuf, PathBuf)>,
@@ -112,6 +118,8 @@ impl Default for Settings {
             decode: DecodeLimits::default(),
             max_subscriptions: 64,
             max_connections: 100_000,
+            max_sessions: 100_000,
+            memory_budget: 1 << 30,
             outbound_queue_bytes: 256 * 1024,
             handshake_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(25),
@@ -120,6 +128,7 @@ impl Default for Settings {
             replay: ReplayLimits::default(),
             history_messages: 1024,
             history_bytes: 1024 * 1024,
+            channel_idle_ttl: Duration::from_secs(60),
             tls_cert: None,
             quic_idle_timeout: Duration::from_secs(60),
             quic_keep_alive: None,
@@ -169,6 +178,8 @@ impl Settings {
             },
             max_subscriptions: c.limits.max_subscriptions,
             max_connections: c.limits.max_connections,
+            max_sessions: c.limits.max_sessions,
+            memory_budget: c.limits.memory_budget.as_usize(),
             outbound_queue_bytes: c.limits.outbound_queue.as_usize(),
             handshake_timeout: c.session.handshake_timeout,
             heartbeat_interval: c.session.heartbeat_interval,
@@ -180,6 +191,7 @@ impl Settings {
             },
             history_messages: c.channels.history_messages,
             history_bytes: c.channels.history_bytes.as_usize(),
+            channel_idle_ttl: c.channels.idle_ttl,
             tls_cert: match &c.tls {
                 ferry_config::Tls::SelfSigned => None,
                 ferry_config::Tls::Files { cert, key } => Some((cert.clone(), key.clone())),

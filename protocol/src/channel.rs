@@ -62,6 +62,13 @@ impl ChannelName {
         &self.0
     }
 
+    /// The same name in an allocation of its own. A decoded name is a slice
+    /// of the buffer it was read from; one kept for long (a subscription, a
+    /// channel key, a replay entry) would keep that whole buffer alive.
+    pub fn to_compact(&self) -> Self {
+        Self(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The user id when this is a `user:<id>` channel.
     pub fn user_id(&self) -> Option<&str> {
         self.as_str().strip_prefix(USER_CHANNEL_PREFIX)

@@ -308,6 +308,11 @@ impl ReplayLog {
         self.overflowed
     }
 
+    /// The bounds in force.
+    pub fn limits(&self) -> ReplayLimits {
+        self.limits
+    }
+
     /// Replaces the limits (config reload). A log already above the new
     /// limits keeps its messages; the next push is checked.
     pub fn set_limits(&mut self, limits: ReplayLimits) {

@@ -80,6 +80,24 @@ pub(super) fn limits(c: &mut Checker, raw: &RawConfig) -> Limits {
             )
             .value,
         ),
+        max_sessions: as_usize(
+            c.count(
+                "limits.max_sessions",
+                &r.max_sessions,
+                d.max_sessions as u64,
+                1,
+                COUNT_CEILING,
+            )
+            .value,
+        ),
+        memory_budget: c
+            .size(
+                "limits.memory_budget",
+                &r.memory_budget,
+                d.memory_budget,
+                ByteSize::mib(1),
+            )
+            .value,
         outbound_queue: outbound_queue.value,
         publish_rate: u32::try_from(rate).ok().and_then(NonZeroU32::new),
         publish_burst: nonzero_u32(burst, d.publish_burst),
@@ -184,6 +202,9 @@ pub(super) fn channels(c: &mut Checker, raw: &RawConfig, limits: &Limits) -> Cha
             .value,
         ),
         history_bytes: bytes.value,
+        idle_ttl: c
+            .duration("channels.idle_ttl", &r.idle_ttl, d.idle_ttl, false)
+            .value,
     }
 }
 

@@ -202,6 +202,7 @@ mod tests {
                 messages: 16,
                 bytes: 1 << 20,
             },
+            std::time::Duration::from_secs(60),
         )
     }
 

@@ -21,8 +21,19 @@ pub struct DeliveryCounts {
     pub queued: u64,
     /// Sessions cut as slow consumers.
     pub slow_consumers: u64,
-    /// Sessions whose log overflowed.
+    /// Replay logs that overflowed (once per log, not per message lost).
     pub overflows: u64,
+}
+
+/// What [`WorkerState::shed`] freed.
+#[derive(Debug, Default)]
+pub struct Shed {
+    /// Idle channels forgotten.
+    pub channels_forgotten: usize,
+    /// Detached sessions evicted.
+    pub sessions_evicted: usize,
+    /// Channels the evicted sessions listened to.
+    pub unsubscribe: Vec<ChannelName>,
 }
 
 /// One worker's sessions, subscribers and sequencer.
@@ -38,11 +49,11 @@ pub struct WorkerState {
 
 impl WorkerState {
     /// Empty state for a gateway of `workers` workers.
-    pub fn new(workers: usize, history: HistoryLimits) -> Self {
+    pub fn new(workers: usize, history: HistoryLimits, channel_idle_ttl: Duration) -> Self {
         Self {
             sessions: SessionRegistry::default(),
             channels: LocalChannels::default(),
-            sequencer: Sequencer::new(workers, history),
+            sequencer: Sequencer::new(workers, history, channel_idle_ttl),
         }
     }
 
@@ -69,7 +80,7 @@ impl WorkerState {
                     counts.slow_consumers += 1;
                 }
                 Delivered::Overflowed => counts.overflows += 1,
-                Delivered::AlreadyHad | Delivered::NotSubscribed => {}
+                Delivered::Dropped | Delivered::AlreadyHad | Delivered::NotSubscribed => {}
             }
         }
         counts
@@ -147,15 +158,52 @@ impl WorkerState {
         true
     }
 
+    /// Bytes of session, replay-log and channel state this worker holds,
+    /// as charged against `limits.memory_budget`. A payload shared by
+    /// several sessions is charged to each: an upper bound.
+    pub fn memory(&self) -> usize {
+        self.sequencer.memory() + self.sessions.iter().map(|(_, s)| s.memory()).sum::<usize>()
+    }
+
+    /// Removes the session detached longest ago, to make room; returns the
+    /// channels to unsubscribe at their sequencers, or `None` when every
+    /// session here is attached.
+    pub fn evict_oldest_detached(&mut self) -> Option<Vec<ChannelName>> {
+        let (sref, _) = self.sessions.oldest_detached()?;
+        self.remove_session(sref).map(|(_, channels)| channels)
+    }
+
+    /// Brings the worker back within `budget` bytes: first forgets idle
+    /// channels (past the history grace), then evicts detached sessions,
+    /// oldest first. Attached sessions are never evicted here: theirs is
+    /// bounded by the slow-consumer rules.
+    pub fn shed(&mut self, now: Instant, budget: usize) -> Shed {
+        let mut shed = Shed::default();
+        let mut used = self.memory();
+        if used <= budget {
+            return shed;
+        }
+        shed.channels_forgotten = self.sequencer.forget_idle(now, Duration::ZERO);
+        used = self.memory();
+        while used > budget {
+            let Some((sref, _)) = self.sessions.oldest_detached() else {
+                break;
+            };
+            let freed = self.sessions.get(sref).map_or(0, Session::memory);
+            let Some((_, mut channels)) = self.remove_session(sref) else {
+                break;
+            };
+            shed.sessions_evicted += 1;
+            shed.unsubscribe.append(&mut channels);
+            used = used.saturating_sub(freed);
+        }
+        shed
+    }
+
     /// Removes detached sessions older than `window`; returns the channels
     /// to unsubscribe at their sequencers.
     pub fn expire(&mut self, now: Instant, window: Duration) -> (usize, Vec<ChannelName>) {
-        let expired: Vec<SessionRef> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.is_expired(now, window))
-            .map(|(r, _)| r)
-            .collect();
+        let expired = self.sessions.expired(now, window);
         let mut channels = Vec::new();
         for sref in &expired {
             if let Some((_, mut left)) = self.remove_session(*sref) {
@@ -179,6 +227,7 @@ mod tests {
                 messages: 16,
                 bytes: 1 << 20,
             },
+            Duration::from_secs(60),
         )
     }
 
@@ -197,7 +246,7 @@ mod tests {
             .get_mut(sref)
             .unwrap()
             .add_subscription(channel.clone(), 0);
-        let sub = st.sequencer.subscribe(channel, 0, None);
+        let sub = st.sequencer.subscribe(channel, 0, None, Instant::now());
         st.subscribed(channel, sref, Some(1), sub, 1 << 20);
     }
 
@@ -211,7 +260,7 @@ mod tests {
         sub_now(&mut st, b, &c);
         for i in 0..5u8 {
             let p = Bytes::from(vec![i]);
-            let s = st.sequencer.publish(&c, &p);
+            let s = st.sequencer.publish(&c, &p, Instant::now());
             let counts = st.deliver(&c, s.offset, &p, 1 << 20);
             assert_eq!(counts.queued, 2);
         }
@@ -274,10 +323,78 @@ mod tests {
         let a = add_session(&mut st, 1);
         let b = add_session(&mut st, 2);
         let t0 = Instant::now();
-        st.sessions.get_mut(a).unwrap().detach(t0);
+        st.sessions.detach(a, t0);
         let (n, _) = st.expire(t0 + Duration::from_secs(5), Duration::from_secs(5));
         assert_eq!(n, 1);
         assert!(st.sessions.get(a).is_none());
         assert!(st.sessions.get(b).is_some());
+    }
+
+    #[test]
+    fn eviction_takes_the_session_detached_longest_ago() {
+        let mut st = state();
+        let (a, b, c) = (
+            add_session(&mut st, 1),
+            add_session(&mut st, 2),
+            add_session(&mut st, 3),
+        );
+        let t0 = Instant::now();
+        st.sessions.detach(b, t0);
+        st.sessions.detach(a, t0 + Duration::from_secs(1));
+        // b comes back: a is now the one detached longest ago.
+        st.sessions.get_mut(b).unwrap().attach(99);
+        assert!(st.evict_oldest_detached().is_some());
+        assert!(st.sessions.get(a).is_none());
+        assert!(st.sessions.get(b).is_some() && st.sessions.get(c).is_some());
+        assert!(
+            st.evict_oldest_detached().is_none(),
+            "attached sessions are never evicted"
+        );
+    }
+
+    #[test]
+    fn expiry_follows_detach_order_and_skips_resumed_sessions() {
+        let mut st = state();
+        let refs: Vec<SessionRef> = (1..=4).map(|n| add_session(&mut st, n)).collect();
+        let t0 = Instant::now();
+        for (i, r) in refs.iter().enumerate() {
+            st.sessions.detach(*r, t0 + Duration::from_secs(i as u64));
+        }
+        st.sessions.get_mut(refs[0]).unwrap().attach(50);
+        let (n, _) = st.expire(t0 + Duration::from_secs(12), Duration::from_secs(10));
+        assert_eq!(n, 2, "detached at 1 s and 2 s; the first resumed");
+        assert!(st.sessions.get(refs[0]).is_some());
+        assert!(st.sessions.get(refs[1]).is_none() && st.sessions.get(refs[2]).is_none());
+        assert!(st.sessions.get(refs[3]).is_some());
+    }
+
+    #[test]
+    fn shedding_frees_idle_channels_then_the_oldest_detached_sessions() {
+        let mut st = state();
+        let c = ChannelName::parse("room").unwrap();
+        let refs: Vec<SessionRef> = (1..=3).map(|n| add_session(&mut st, n)).collect();
+        for r in &refs {
+            sub_now(&mut st, *r, &c);
+        }
+        let t0 = Instant::now();
+        let payload = Bytes::from(vec![0u8; 1000]);
+        for _ in 0..10 {
+            let s = st.sequencer.publish(&c, &payload, t0);
+            st.deliver(&c, s.offset, &payload, 1 << 20);
+        }
+        st.sessions.detach(refs[1], t0);
+        st.sessions.detach(refs[0], t0 + Duration::from_secs(1));
+        let one_session = st.sessions.get(refs[2]).unwrap().memory();
+        assert!(one_session > 10_000, "{one_session}");
+        let budget = st.memory() - one_session / 2;
+        let shed = st.shed(t0, budget);
+        assert_eq!(shed.sessions_evicted, 1);
+        assert!(
+            st.sessions.get(refs[1]).is_none(),
+            "detached first, evicted first"
+        );
+        assert!(st.memory() <= budget);
+        assert_eq!(st.shed(t0, 0).sessions_evicted, 1, "only detached ones go");
+        assert!(st.sessions.get(refs[2]).is_some());
     }
 }

@@ -153,7 +153,11 @@ async fn worker_main(setup: WorkerSetup) {
     let failed_auth = FailedAttempts::new(settings.failed_attempts_per_minute);
     let worker = Rc::new(Worker {
         index: setup.index,
-        state: RefCell::new(WorkerState::new(setup.mesh.len(), history)),
+        state: RefCell::new(WorkerState::new(
+            setup.mesh.len(),
+            history,
+            settings.channel_idle_ttl,
+        )),
         mesh: setup.mesh,
         shared: setup.shared,
         settings: RefCell::new(settings),
@@ -209,13 +213,14 @@ async fn run_sequencer(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<S
     let _ = gate.wait_for(|open| *open).await;
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
+        let now = Instant::now();
         for msg in batch.drain(..) {
-            handle_sequencer_msg(&worker, msg).await;
+            handle_sequencer_msg(&worker, msg, now).await;
         }
     }
 }
 
-async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg) {
+async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg, now: Instant) {
     match msg {
         SequencerMsg::Publish {
             channel,
@@ -227,7 +232,7 @@ async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg) {
                 .state
                 .borrow_mut()
                 .sequencer
-                .publish(&channel, &payload);
+                .publish(&channel, &payload, now);
             if let Some(reply) = reply {
                 let _ = reply.send(sequenced.offset);
             }
@@ -248,11 +253,12 @@ async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg) {
             request_id,
             from_offset,
         } => {
-            let sub = worker
-                .state
-                .borrow_mut()
-                .sequencer
-                .subscribe(&channel, target, from_offset);
+            let sub =
+                worker
+                    .state
+                    .borrow_mut()
+                    .sequencer
+                    .subscribe(&channel, target, from_offset, now);
             let msg = DeliveryMsg::Subscribed {
                 channel,
                 session,
@@ -269,7 +275,7 @@ async fn handle_sequencer_msg(worker: &Rc<Worker>, msg: SequencerMsg) {
                 .state
                 .borrow_mut()
                 .sequencer
-                .unsubscribe(&channel, target, Instant::now());
+                .unsubscribe(&channel, target, now);
         }
         SequencerMsg::Barrier(reply) => {
             let _ = reply.send(());
@@ -362,10 +368,13 @@ async fn run_control(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<Con
 
 fn apply_settings(worker: &Worker, settings: Arc<Settings>) {
     let mut state = worker.state.borrow_mut();
-    state.sequencer.set_limits(HistoryLimits {
-        messages: settings.history_messages,
-        bytes: settings.history_bytes,
-    });
+    state.sequencer.set_limits(
+        HistoryLimits {
+            messages: settings.history_messages,
+            bytes: settings.history_bytes,
+        },
+        settings.channel_idle_ttl,
+    );
     for (_, session) in state.sessions.iter_mut() {
         session.log_mut().set_limits(settings.replay);
     }
@@ -393,16 +402,35 @@ async fn run_sweeper(worker: Rc<Worker>) {
         if ticks.is_multiple_of(FAILED_AUTH_SWEEP_TICKS) {
             worker.failed_auth.borrow_mut().sweep(now);
         }
-        let window = worker.settings.borrow().resume_window;
-        let (expired, channels) = {
+        let (window, budget) = {
+            let settings = worker.settings.borrow();
+            (settings.resume_window, settings.memory_budget)
+        };
+        let (expired, forgotten, shed, mut channels) = {
             let mut state = worker.state.borrow_mut();
-            state.sequencer.sweep(now);
-            state.expire(now, window)
+            let forgotten = state.sequencer.sweep(now);
+            let (expired, channels) = state.expire(now, window);
+            let shed = state.shed(now, budget);
+            (expired, forgotten, shed, channels)
         };
         if expired > 0 {
             tracing::debug!(worker = worker.index, expired, "detached sessions expired");
-            worker.counters.borrow_mut().sessions_expired += expired as u64;
         }
+        if shed.sessions_evicted > 0 {
+            tracing::warn!(
+                worker = worker.index,
+                evicted = shed.sessions_evicted,
+                budget,
+                "over limits.memory_budget: evicted detached sessions, oldest first"
+            );
+        }
+        {
+            let mut counters = worker.counters.borrow_mut();
+            counters.sessions_expired += expired as u64;
+            counters.sessions_evicted += shed.sessions_evicted as u64;
+            counters.channels_forgotten += (forgotten + shed.channels_forgotten) as u64;
+        }
+        channels.extend(shed.unsubscribe);
         worker.unsubscribe_all(channels).await;
         worker.counters.borrow_mut().flush(&worker);
     }

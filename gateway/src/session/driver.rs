@@ -152,10 +152,15 @@ async fn reject<T: FrameIo>(io: &mut T, transport: &'static str, code: ErrorCode
 async fn finish<T: FrameIo>(worker: &Worker, sref: SessionRef, conn: u64, io: &mut T, end: End) {
     {
         let mut state = worker.state.borrow_mut();
-        if let Some(session) = state.sessions.get_mut(sref)
-            && session.is_attached_to(conn)
-        {
-            session.detach(Instant::now());
+        match state.sessions.get(sref) {
+            Some(s) if s.is_attached_to(conn) && s.is_disposable() => {
+                // Nothing to resume: a session made for a failed resume and
+                // never used. Keeping it would let every failed resume
+                // leave a session behind for the whole resume window.
+                state.remove_session(sref);
+            }
+            Some(s) if s.is_attached_to(conn) => state.sessions.detach(sref, Instant::now()),
+            _ => {}
         }
     }
     let last = match end {
@@ -270,12 +275,29 @@ impl Connection<'_> {
                         // delivery task see the flag; one that waits for the
                         // client to drain does.
                         self.set_write_blocked(true);
+                        let send = io.send(&mut out);
                         let killed = self.killed();
-                        tokio::select! {
-                            sent = io.send(&mut out) => if sent.is_err() {
-                                return End::TransportFailed;
-                            },
-                            end = killed => return end,
+                        tokio::pin!(send, killed);
+                        // Nothing is read while a write waits, so the
+                        // heartbeat deadline is watched here too: a client
+                        // that stops reading and then goes silent is dead.
+                        loop {
+                            tokio::select! {
+                                sent = &mut send => {
+                                    if sent.is_err() {
+                                        return End::TransportFailed;
+                                    }
+                                    break;
+                                }
+                                end = &mut killed => return end,
+                                () = &mut heartbeat => {
+                                    let deadline = last_heard + timeout;
+                                    if Instant::now() >= deadline {
+                                        return End::Killed(ErrorCode::HeartbeatTimeout);
+                                    }
+                                    heartbeat.as_mut().reset(deadline.into());
+                                }
+                            }
                         }
                         self.set_write_blocked(false);
                     }
@@ -379,6 +401,7 @@ impl Connection<'_> {
         }
         let mut last = None;
         let mut bytes = 0;
+        let mut messages = 0;
         for entry in session.log().unsent().take(MAX_BATCH) {
             let len = ferry_protocol::codec::message_len(
                 entry.seq,
@@ -397,12 +420,13 @@ impl Connection<'_> {
             out.push(self.scratch.split().freeze());
             last = Some(entry.seq);
             bytes += len;
+            messages += 1;
         }
         if let Some(seq) = last {
             session.log_mut().mark_sent(seq);
         }
         let mut counters = self.worker.counters.borrow_mut();
-        counters.messages_out += last.map_or(0, |_| out.len() as u64);
+        counters.messages_out += messages;
         counters.bytes_out += bytes as u64;
     }
 
@@ -420,11 +444,18 @@ impl Connection<'_> {
 
     async fn on_frame(&mut self, frame: Frame) -> Result<(), End> {
         match frame {
+            // What a publish or a subscription keeps is copied out of the
+            // read buffer, so that it does not keep that whole buffer alive
+            // in replay logs, histories and channel keys.
             Frame::Publish {
                 client_seq,
                 channel,
                 payload,
-            } => self.on_publish(client_seq, channel, payload).await,
+            } => {
+                let payload = Bytes::copy_from_slice(&payload);
+                self.on_publish(client_seq, channel.to_compact(), payload)
+                    .await
+            }
             Frame::Ack { seq } => self.with_session(|s| {
                 s.log_mut()
                     .ack(seq)
@@ -433,7 +464,7 @@ impl Connection<'_> {
             Frame::Subscribe {
                 request_id,
                 channel,
-            } => self.on_subscribe(request_id, channel).await,
+            } => self.on_subscribe(request_id, channel.to_compact()).await,
             Frame::Unsubscribe {
                 request_id,
                 channel,

@@ -106,7 +106,7 @@ pub async fn establish(
         credentials,
     };
     let Some(resume) = hello.resume else {
-        let sref = new_session(worker, user, conn);
+        let sref = new_session(worker, user, conn).await?;
         return Ok(established(sref, WelcomeOutcome::New));
     };
     match resume_session(worker, &resume, user.as_deref(), conn).await {
@@ -126,7 +126,12 @@ pub async fn establish(
                 WelcomeOutcome::NewReplayUnavailable => "replay_unavailable",
                 _ => "expired",
             });
-            let sref = new_session(worker, user, conn);
+            let sref = new_session(worker, user, conn).await?;
+            // The client asked for its old session, not for a new one: if
+            // this one is never used, it is not kept after the connection.
+            if let Some(session) = worker.state.borrow_mut().sessions.get_mut(sref) {
+                session.set_disposable();
+            }
             Ok(established(sref, outcome))
         }
     }
@@ -208,7 +213,34 @@ impl From<WelcomeOutcome> for ResumeFailed {
     }
 }
 
-fn new_session(worker: &Worker, user: Option<String>, conn: u64) -> SessionRef {
+/// Each worker keeps at most its share of `limits.max_sessions`.
+fn sessions_per_worker(max_sessions: usize, workers: usize) -> usize {
+    max_sessions.div_ceil(workers.max(1))
+}
+
+async fn new_session(
+    worker: &Worker,
+    user: Option<String>,
+    conn: u64,
+) -> Result<SessionRef, Reject> {
+    let settings = worker.settings();
+    let cap = sessions_per_worker(settings.max_sessions, worker.mesh.len());
+    while worker.state.borrow().sessions.len() >= cap {
+        let evicted = worker.state.borrow_mut().evict_oldest_detached();
+        let Some(channels) = evicted else {
+            return Err(Reject::Error(
+                ErrorCode::TooManyConnections,
+                "the gateway holds as many sessions as limits.max_sessions allows; retry later"
+                    .into(),
+            ));
+        };
+        worker.counters.borrow_mut().sessions_evicted += 1;
+        worker.unsubscribe_all(channels).await;
+    }
+    Ok(insert_new_session(worker, user, conn))
+}
+
+fn insert_new_session(worker: &Worker, user: Option<String>, conn: u64) -> SessionRef {
     let replay = worker.settings().replay;
     let session = Session::new(
         SessionId(rand::random()),

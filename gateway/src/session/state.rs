@@ -47,8 +47,10 @@ pub enum Delivered {
     AlreadyHad,
     /// Not subscribed (any more): ignored.
     NotSubscribed,
-    /// The log overflowed: continuity lost.
+    /// This message overflowed the log: continuity lost from here on.
     Overflowed,
+    /// Dropped: the log had already overflowed.
+    Dropped,
     /// Queued, but the unsent backlog passed the bound: cut the connection.
     SlowConsumer,
 }
@@ -91,6 +93,9 @@ pub struct Session {
     kill: Option<ErrorCode>,
     reconnect_hint_ms: u64,
     write_blocked: bool,
+    /// Dropped instead of kept for a resume if its connection ends while
+    /// it is still unused (a session made for a resume that failed).
+    disposable: bool,
     waker: Option<Waker>,
 }
 
@@ -116,6 +121,7 @@ impl Session {
             kill: None,
             reconnect_hint_ms: 0,
             write_blocked: false,
+            disposable: false,
             waker: None,
         }
     }
@@ -155,6 +161,7 @@ impl Session {
             kill: None,
             reconnect_hint_ms: 0,
             write_blocked: false,
+            disposable: false,
             waker: None,
         })
     }
@@ -231,9 +238,39 @@ impl Session {
         self.control.clear();
     }
 
-    /// Whether a detached session has outlived `window`.
-    pub fn is_expired(&self, now: Instant, window: std::time::Duration) -> bool {
-        matches!(self.attachment, Attachment::Detached { since } if now.duration_since(since) >= window)
+    /// Bytes this session holds: itself, its registry slots, its
+    /// subscriptions and its replay log.
+    pub fn memory(&self) -> usize {
+        /// The slab slot and the id index entry beside the session itself.
+        const REGISTRY_OVERHEAD: usize = 64;
+        /// A subscription's entry here and its slot in the worker's
+        /// subscriber list, beside the name.
+        const SUBSCRIPTION_OVERHEAD: usize = 96;
+        std::mem::size_of::<Self>()
+            + REGISTRY_OVERHEAD
+            + self
+                .subscriptions
+                .iter()
+                .map(|s| SUBSCRIPTION_OVERHEAD + s.channel.as_bytes().len())
+                .sum::<usize>()
+            + self.log.held_bytes()
+    }
+
+    /// Marks the session as not worth keeping unless it gets used.
+    pub fn set_disposable(&mut self) {
+        self.disposable = true;
+    }
+
+    /// Whether the session may be dropped when its connection ends.
+    pub fn is_disposable(&self) -> bool {
+        self.disposable && self.is_unused()
+    }
+
+    /// Whether nothing happened on the session yet: no subscription, no
+    /// message, no publish. Such a session holds nothing a resume could
+    /// give back.
+    pub fn is_unused(&self) -> bool {
+        self.subscriptions.is_empty() && self.log.last_seq() == 0 && self.inbound.last() == 0
     }
 
     /// Prepares a resume from the client's last received seq.
@@ -321,7 +358,7 @@ impl Session {
         }
         sub.last_offset = offset;
         if self.log.is_overflowed() {
-            return Delivered::Overflowed;
+            return Delivered::Dropped;
         }
         if self
             .log
@@ -334,16 +371,31 @@ impl Session {
             return Delivered::Overflowed;
         }
         if matches!(self.attachment, Attachment::Attached { .. }) {
-            // Only a client that does not drain is slow: a backlog that
-            // builds up while the connection task simply has not run yet
-            // (a burst) is written out at its next turn.
-            if self.write_blocked && self.log.unsent_bytes() > outbound_bound {
+            if self.is_slow(outbound_bound) {
                 self.kill(ErrorCode::SlowConsumer);
                 return Delivered::SlowConsumer;
             }
             self.wake();
         }
         Delivered::Queued
+    }
+
+    /// Whether the client falls so far behind that it must be cut while it
+    /// can still resume: its socket does not drain and the unsent backlog
+    /// passed `outbound_bound`, or what it has not acknowledged fills three
+    /// quarters of the replay log. Kernel buffers absorb a stalled reader's
+    /// backlog, so without the second rule the log would overflow first
+    /// and the session would be lost (301) instead of cut (300). The last
+    /// quarter holds what arrives between the cut and the resume.
+    fn is_slow(&self, outbound_bound: usize) -> bool {
+        // A backlog that builds up while the connection task simply has
+        // not run yet (a burst) is not slowness: it is written out at the
+        // task's next turn.
+        let stalled = self.write_blocked && self.log.unsent_bytes() > outbound_bound;
+        let limits = self.log.limits();
+        let high_messages = limits.max_messages - limits.max_messages / 4;
+        let high_bytes = limits.max_bytes - limits.max_bytes / 4;
+        stalled || self.log.len() > high_messages || self.log.held_bytes() > high_bytes
     }
 
     /// The session missed messages it cannot get back.
@@ -478,14 +530,76 @@ mod tests {
     }
 
     #[test]
-    fn overflow_while_attached_kills_with_replay_overflow() {
+    fn a_client_that_acknowledges_nothing_is_cut_while_it_can_still_resume() {
+        // The log holds 4 messages; a quarter is kept for after the cut.
         let mut s = session();
         let p = Bytes::from_static(b"x");
-        for o in 1..=4 {
-            s.deliver(&chan(), o, &p, 1 << 20);
+        for o in 1..=3 {
+            assert_eq!(s.deliver(&chan(), o, &p, 1 << 20), Delivered::Queued);
         }
-        assert_eq!(s.deliver(&chan(), 5, &p, 1 << 20), Delivered::Overflowed);
+        assert_eq!(s.kill_code(), None);
+        assert_eq!(s.deliver(&chan(), 4, &p, 1 << 20), Delivered::SlowConsumer);
+        assert_eq!(s.kill_code(), Some(ErrorCode::SlowConsumer));
+        assert!(!s.log().is_overflowed());
+        s.detach(Instant::now());
+        assert!(s.resume_from(0).is_ok(), "the log still covers the client");
+        assert_eq!(s.log().unsent().count(), 4);
+    }
+
+    #[test]
+    fn the_byte_bound_cuts_before_it_overflows_too() {
+        let mut s = Session::new(
+            SessionId([1; 16]),
+            ResumeSecret([2; 32]),
+            None,
+            ReplayLimits {
+                max_messages: 1000,
+                max_bytes: 4000,
+            },
+            7,
+        );
+        s.add_subscription(chan(), 0);
+        let p = Bytes::from(vec![0u8; 900]);
+        let mut offset = 0;
+        while s.kill_code().is_none() {
+            offset += 1;
+            assert!(offset < 10, "never cut");
+            s.deliver(&chan(), offset, &p, 1 << 20);
+        }
+        assert_eq!(s.kill_code(), Some(ErrorCode::SlowConsumer));
+        assert!(!s.log().is_overflowed());
+    }
+
+    #[test]
+    fn a_log_too_small_for_headroom_overflows_with_replay_overflow() {
+        let mut s = Session::new(
+            SessionId([1; 16]),
+            ResumeSecret([2; 32]),
+            None,
+            ReplayLimits {
+                max_messages: 1,
+                max_bytes: 1 << 20,
+            },
+            7,
+        );
+        s.add_subscription(chan(), 0);
+        let p = Bytes::from_static(b"x");
+        assert_eq!(s.deliver(&chan(), 1, &p, 1 << 20), Delivered::Queued);
+        assert_eq!(s.deliver(&chan(), 2, &p, 1 << 20), Delivered::Overflowed);
         assert_eq!(s.kill_code(), Some(ErrorCode::ReplayOverflow));
+        assert_eq!(s.deliver(&chan(), 3, &p, 1 << 20), Delivered::Dropped);
+    }
+
+    #[test]
+    fn a_session_made_for_a_failed_resume_is_disposable_until_used() {
+        let mut s = session();
+        assert!(!s.is_disposable(), "a session the client asked for is kept");
+        s.set_disposable();
+        assert!(!s.is_disposable(), "it has a subscription");
+        s.remove_subscription(&chan());
+        assert!(s.is_disposable());
+        s.inbound_mut().check(1).unwrap();
+        assert!(!s.is_disposable(), "it published");
     }
 
     #[test]
