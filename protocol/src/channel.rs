@@ -127,4 +127,21 @@ mod tests {
         assert_eq!(c.user_id(), Some("alice"));
         assert_eq!(ChannelName::parse("chat:1").unwrap().user_id(), None);
     }
+
+    #[test]
+    fn a_compact_name_does_not_keep_the_buffer_it_was_read_from() {
+        let read_buffer = Bytes::from(vec![b'a'; 4096]);
+        let name = ChannelName::new(read_buffer.slice(10..20), 128).unwrap();
+        let compact = name.to_compact();
+        assert_eq!(compact, name);
+        let inside = read_buffer.as_ptr_range();
+        assert!(
+            inside.contains(&name.as_bytes().as_ptr()),
+            "a slice shares it"
+        );
+        assert!(
+            !inside.contains(&compact.as_bytes().as_ptr()),
+            "the compact copy has its own allocation"
+        );
+    }
 }
