@@ -13,7 +13,7 @@ pub struct ConfigDiff {
     /// Changed, and applied live by swapping in the new snapshot.
     pub changed: Vec<String>,
     /// Changed, but kept at the old value until the process restarts:
-    /// `listen.*`, `server.workers`, `server.data_dir`.
+    /// `listen.*`, `server.workers`, `server.pin_workers`, `server.data_dir`.
     pub needs_restart: Vec<String>,
 }
 
@@ -26,7 +26,11 @@ impl ConfigDiff {
 
 /// Whether a change at `path` needs a restart to take effect.
 pub fn needs_restart(path: &str) -> bool {
-    path.starts_with("listen.") || path == "server.workers" || path == "server.data_dir"
+    path.starts_with("listen.")
+        || matches!(
+            path,
+            "server.workers" | "server.pin_workers" | "server.data_dir"
+        )
 }
 
 /// Compares the listed fields of one section. The `let` destructures the
@@ -66,7 +70,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
         Server,
         server,
         &new.server,
-        [workers, data_dir, drain_timeout]
+        [workers, pin_workers, data_dir, drain_timeout]
     );
     compare!(
         paths,

@@ -5,7 +5,8 @@
 //! `limits.max_frame_size`) and replaces that key's value from the file
 //! before anything is validated, so an override obeys the same rules and
 //! reports the same errors as the file, with the variable named. Integer
-//! keys read the value as an integer; every other key reads it as the
+//! keys read the value as an integer, boolean keys as `true` or `false`;
+//! every other key reads it as the
 //! string it would be in the file (`32KiB`, `30s`, `127.0.0.1:9000`); an
 //! empty value turns off the keys that `""` turns off in the file (`wss`,
 //! `quic`, `keep_alive_interval`).
@@ -70,6 +71,9 @@ pub(crate) fn apply(
                     "integer" => text
                         .parse::<i64>()
                         .map_or_else(|_| toml::Value::String(text.clone()), toml::Value::Integer),
+                    "boolean" => text
+                        .parse::<bool>()
+                        .map_or_else(|_| toml::Value::String(text.clone()), toml::Value::Boolean),
                     _ => toml::Value::String(text),
                 };
                 let entry = table

@@ -113,6 +113,20 @@ impl FromToml for i64 {
     }
 }
 
+impl FromToml for bool {
+    const KIND: &'static str = "boolean";
+
+    fn from_toml(value: &toml::Value) -> Result<Self, String> {
+        match value {
+            toml::Value::Boolean(b) => Ok(*b),
+            toml::Value::String(s) if matches!(s.trim(), "true" | "false") => {
+                Err("is a string; write true or false without quotes".into())
+            }
+            other => Err(format!("{}, not true or false", kind_of(other))),
+        }
+    }
+}
+
 impl FromToml for String {
     const KIND: &'static str = "string";
 
@@ -287,6 +301,7 @@ pub(crate) struct RawConfig {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub workers: Field<i64>,
+    pub pin_workers: Field<bool>,
     pub data_dir: Field<PathBuf>,
     pub drain_timeout: Field<Duration>,
 }

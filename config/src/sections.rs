@@ -63,6 +63,9 @@ pub struct Config {
 pub struct Server {
     /// How many worker threads (one single-threaded runtime each) to run.
     pub workers: Workers,
+    /// Whether each worker may run only on its own CPU. Off, the kernel
+    /// may move a worker to an idle CPU when its own is busy.
+    pub pin_workers: bool,
     /// Directory for the dev certificate and the control socket.
     pub data_dir: PathBuf,
     /// How long a SIGTERM drain waits for sessions before closing them.
@@ -73,6 +76,7 @@ impl Default for Server {
     fn default() -> Self {
         Self {
             workers: Workers::PerCore,
+            pin_workers: false,
             data_dir: PathBuf::from("ferry-data"),
             drain_timeout: secs(10),
         }

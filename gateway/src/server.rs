@@ -221,7 +221,14 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
     // Before the workers: their first metrics must reach the recorder.
     let ops = crate::ops::start(&settings, &mesh, &shared.phase)?;
     bound.ops = ops.as_ref().map(|o| o.addr());
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    // Without pinning the kernel may run a worker on any CPU: a connection
+    // still never leaves its worker, but a worker whose CPU is taken is not
+    // left waiting while another CPU idles (issue 15).
+    let cores = if settings.pin_workers {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut handles = Vec::with_capacity(workers);
     for ((index, inbox), listeners) in inboxes.into_iter().enumerate().zip(listeners) {
         let setup = WorkerSetup {

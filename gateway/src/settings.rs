@@ -17,6 +17,8 @@ use crate::auth_setup::AuthSetupError;
 pub struct Settings {
     /// Worker threads (one per core).
     pub workers: usize,
+    /// Whether each worker is pinned to one CPU.
+    pub pin_workers: bool,
     /// Plain WebSocket listener.
     pub ws_listen: SocketAddr,
     /// HTTP path of the WebSocket endpoint.
@@ -107,6 +109,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_workers: false,
             ws_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
             wss_listen: None,
@@ -160,6 +163,7 @@ impl Settings {
         let auth = crate::auth_setup::authenticator(&c.auth)?.map(Arc::new);
         Ok(Self {
             workers: c.server.workers.count(),
+            pin_workers: c.server.pin_workers,
             ws_listen: c.listen.ws,
             ws_path: c.listen.ws_path.as_str().to_owned(),
             wss_listen: c.listen.wss,
@@ -221,6 +225,7 @@ impl Settings {
     /// process (listeners, workers, data directory) taken from `running`.
     pub fn keeping_fixed_fields_of(mut self, running: &Settings) -> Self {
         self.workers = running.workers;
+        self.pin_workers = running.pin_workers;
         self.ws_listen = running.ws_listen;
         self.ws_path = running.ws_path.clone();
         self.wss_listen = running.wss_listen;

@@ -438,3 +438,95 @@ async fn counters_count_what_they_name() {
     let sent = metric(ops, "ferry_messages_sent_total", "").await;
     assert!(sent <= 2.0, "{sent} MESSAGE frames for a log of 2");
 }
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The figures in BENCHMARKS.md ("Memory under abuse"): one client cycling
+/// through 1M channel names, then 5,000 sessions left detached; resident
+/// memory before, at the peak and after the TTLs. A benchmark, not a check:
+/// `cargo test --release -p ferry-tests --test abuse -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: about two minutes"]
+async fn memory_under_abuse_benchmark() {
+    let gw = start(
+        "memory-bench",
+        "[channels]\nidle_ttl = \"10s\"\n[session]\nresume_window = \"10s\"\n",
+        2,
+    );
+    let ops = gw.ops_addr().expect("ops");
+    let url = gw.ws_url();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let baseline = rss_bytes(gw.pid());
+    println!("baseline RSS {:.1} MiB", mib(baseline));
+
+    let (mut client, _) = RawClient::handshake(&url).await.expect("hello");
+    const NAMES: u64 = 1_000_000;
+    publish_many(&mut client, NAMES, &Bytes::from_static(b"x"), |i| {
+        format!("cycle:{i}")
+    })
+    .await;
+    drop(client);
+    let channels = wait_metric(ops, "ferry_channels", "", Duration::from_secs(5), |v| {
+        v >= NAMES as f64
+    })
+    .await;
+    let peak = rss_bytes(gw.pid());
+    let state = metric(ops, "ferry_worker_state_bytes", "").await;
+    println!(
+        "1M names: {channels} channels, RSS {:.1} MiB (+{:.0} B/channel), accounted {:.1} MiB",
+        mib(peak),
+        (peak - baseline) as f64 / NAMES as f64,
+        state / (1024.0 * 1024.0)
+    );
+    let left = wait_metric(ops, "ferry_channels", "", Duration::from_secs(40), |v| {
+        v == 0.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "after the TTL: {left} channels, RSS {:.1} MiB",
+        mib(rss_bytes(gw.pid()))
+    );
+
+    let before_sessions = rss_bytes(gw.pid());
+    for i in 0..5000 {
+        let (mut c, _) = RawClient::handshake(&url).await.expect("hello");
+        subscribe(&mut c, &format!("s:{i}")).await;
+        c.kill();
+    }
+    let detached = wait_metric(
+        ops,
+        "ferry_sessions",
+        "state=\"detached\"",
+        Duration::from_secs(5),
+        |v| v >= 5000.0,
+    )
+    .await;
+    let with_sessions = rss_bytes(gw.pid());
+    println!(
+        "5,000 detached sessions: {detached} held, RSS {:.1} MiB (+{:.0} B/session)",
+        mib(with_sessions),
+        (with_sessions.saturating_sub(before_sessions)) as f64 / 5000.0
+    );
+    let left = wait_metric(ops, "ferry_sessions", "", Duration::from_secs(40), |v| {
+        v == 0.0
+    })
+    .await;
+    wait_metric(ops, "ferry_channels", "", Duration::from_secs(40), |v| {
+        v == 0.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "after the resume window and TTL: {left} sessions, RSS {:.1} MiB",
+        mib(rss_bytes(gw.pid()))
+    );
+}

@@ -588,3 +588,60 @@ async fn json_log_format_writes_one_object_per_line() {
     }
     assert!(log.contains(r#""phase":"running""#), "{log}");
 }
+
+// ---- worker placement -------------------------------------------------------
+
+/// The CPUs each `ferry-worker-*` thread of `pid` may run on.
+fn worker_cpus(pid: u32) -> Vec<String> {
+    let mut allowed = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return allowed;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("ferry-worker") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        if let Some(list) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        {
+            allowed.push(list.trim().to_owned());
+        }
+    }
+    allowed
+}
+
+#[test]
+fn workers_may_move_between_cpus_unless_pinning_is_asked_for() {
+    let process = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let ours = process
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default();
+    let free = Gateway::start(gateway_bin!(), GatewayOptions::default().workers(2)).expect("gw");
+    let cpus = worker_cpus(free.pid());
+    assert_eq!(cpus.len(), 2, "two worker threads: {cpus:?}");
+    assert!(
+        cpus.iter().all(|c| *c == ours),
+        "unpinned workers may run on every CPU we may ({ours}): {cpus:?}"
+    );
+    if !ours.contains(['-', ',']) {
+        return; // One CPU only: pinning cannot be told apart.
+    }
+    let pinned = Gateway::start(
+        gateway_bin!(),
+        GatewayOptions::default()
+            .workers(2)
+            .env("FERRY_SERVER_PIN_WORKERS", "true"),
+    )
+    .expect("gw");
+    let cpus = worker_cpus(pinned.pid());
+    assert_eq!(cpus.len(), 2);
+    assert!(
+        cpus.iter().all(|c| !c.contains(['-', ','])) && cpus[0] != cpus[1],
+        "each pinned worker on a CPU of its own: {cpus:?}"
+    );
+}

@@ -28,6 +28,7 @@ pub(super) fn server(c: &mut Checker, raw: &RawConfig) -> Server {
         .value;
     Server {
         workers: NonZeroUsize::new(as_usize(workers)).map_or(Workers::PerCore, Workers::Fixed),
+        pin_workers: c.plain("server.pin_workers", &r.pin_workers, d.pin_workers),
         data_dir: c.plain("server.data_dir", &r.data_dir, d.data_dir),
         drain_timeout: c
             .duration(

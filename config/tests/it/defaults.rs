@@ -31,6 +31,15 @@ fn the_defaults_are_the_documented_values() {
     assert!(c.server.workers.count() >= 1);
     assert_eq!(c.server.data_dir, PathBuf::from("ferry-data"));
     assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
+    assert!(!c.server.pin_workers, "hard pinning can starve a worker");
+    assert!(
+        config_of("[server]\npin_workers = true\n")
+            .server
+            .pin_workers
+    );
+    assert_eq!(c.limits.max_sessions, 100_000);
+    assert_eq!(c.limits.memory_budget, ByteSize::gib(1));
+    assert_eq!(c.channels.idle_ttl, Duration::from_secs(60));
     let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
     assert_eq!(c.listen.ws, addr("127.0.0.1:8080"));
     assert_eq!(c.listen.ws_path.as_str(), "/ws");
