@@ -98,6 +98,16 @@ impl RawClient {
         drop(self);
     }
 
+    /// Resets the connection (TCP RST), like a phone whose network changed
+    /// under it.
+    pub fn reset(self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            // Zero linger: close sends RST at once and never blocks.
+            let _ = tcp.set_zero_linger();
+        }
+        drop(self);
+    }
+
     /// Sends a frame.
     pub async fn send(&mut self, frame: &Frame) -> anyhow::Result<()> {
         self.send_bytes(frame.to_bytes()).await

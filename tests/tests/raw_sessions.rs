@@ -154,7 +154,11 @@ async fn resume_lands_on_another_worker_and_keeps_order() {
             received += 1;
             assert_eq!((seq, value), (received, received));
         }
-        if gw.log().contains("session moved here from another worker") {
+        let metrics = ferry_tests::http::get(gw.ops_addr().expect("ops"), "/metrics")
+            .await
+            .expect("scrape")
+            .text();
+        if metrics.contains("ferry_resumes_total{outcome=\"moved_worker\"}") {
             return;
         }
     }

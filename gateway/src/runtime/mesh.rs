@@ -103,6 +103,13 @@ pub enum TakeRefused {
     /// The secret matches, but the session belongs to another user than
     /// the one resuming it: it stays where it is, its connection untouched.
     OtherUser,
+    /// The session left this worker for worker `0` a moment ago: ask there.
+    MovedTo(usize),
+    /// This worker is receiving the session right now: ask again shortly.
+    InFlight,
+    /// A connection whose HELLO came later owns the session: the older
+    /// HELLO loses, whichever handshake finishes first.
+    Superseded,
 }
 
 /// To a worker, from the server or another worker.
@@ -118,6 +125,11 @@ pub enum ControlMsg {
         /// The authenticated user resuming it; `None` checks no user
         /// (anonymous clients, or a pull whose user is checked on arrival).
         user: Option<String>,
+        /// When the resuming HELLO arrived; `None` (a pull by the next
+        /// process) takes the session whoever holds it.
+        hello_at: Option<Instant>,
+        /// The worker asking; `None` when the session leaves the process.
+        requester: Option<usize>,
         /// The snapshot, or why not.
         reply: oneshot::Sender<Result<Box<SessionSnapshot>, TakeRefused>>,
     },

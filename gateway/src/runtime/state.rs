@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_protocol::{ChannelName, Frame};
+use std::collections::HashMap;
+
+use ferry_protocol::{ChannelName, Frame, SessionId};
 
 use crate::fanout::local::LocalChannels;
 use crate::fanout::sequencer::{HistoryLimits, Sequencer, Subscription};
@@ -36,11 +38,21 @@ pub struct Shed {
     pub unsubscribe: Vec<ChannelName>,
 }
 
+/// How long a worker remembers where a session it gave away went.
+pub const MOVE_MEMORY: Duration = Duration::from_secs(10);
+
 /// One worker's sessions, subscribers and sequencer.
 #[derive(Debug)]
 pub struct WorkerState {
     /// Sessions on this worker.
     pub sessions: SessionRegistry,
+    /// Sessions this worker gave to another worker (`None`: to another
+    /// process) and when: a resume asking here is sent on there, not told
+    /// the session expired.
+    pub moved_out: HashMap<SessionId, (Option<usize>, Instant)>,
+    /// Sessions handshakes of this worker are fetching right now, and how
+    /// many handshakes fetch each.
+    pub fetching: HashMap<SessionId, u32>,
     /// Local subscribers per channel.
     pub channels: LocalChannels,
     /// The channels this worker sequences.
@@ -52,6 +64,8 @@ impl WorkerState {
     pub fn new(workers: usize, history: HistoryLimits, channel_idle_ttl: Duration) -> Self {
         Self {
             sessions: SessionRegistry::default(),
+            moved_out: HashMap::new(),
+            fetching: HashMap::new(),
             channels: LocalChannels::default(),
             sequencer: Sequencer::new(workers, history, channel_idle_ttl),
         }
@@ -156,6 +170,28 @@ impl WorkerState {
             self.channels.detach(channel, slot);
         }
         true
+    }
+
+    /// Notes that a handshake of this worker starts fetching session `id`.
+    pub fn begin_fetch(&mut self, id: SessionId) {
+        *self.fetching.entry(id).or_insert(0) += 1;
+    }
+
+    /// Notes that a fetch of session `id` ended (with the session inserted
+    /// by then, if it came).
+    pub fn end_fetch(&mut self, id: SessionId) {
+        if let Some(n) = self.fetching.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.fetching.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets where sessions given away long ago went.
+    pub fn forget_old_moves(&mut self, now: Instant) {
+        self.moved_out
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < MOVE_MEMORY);
     }
 
     /// Bytes of session, replay-log and channel state this worker holds,

@@ -321,10 +321,20 @@ async fn run_control(worker: Rc<Worker>, mut rx: tokio::sync::mpsc::Receiver<Con
                 id,
                 secret,
                 user,
+                hello_at,
+                requester,
                 reply,
             } => {
-                let taken =
-                    crate::session::handshake::give_away(&worker, id, &secret, user.as_deref());
+                let taken = crate::session::handshake::give_away(
+                    &worker,
+                    crate::session::handshake::TakeRequest {
+                        id,
+                        secret: &secret,
+                        user: user.as_deref(),
+                        hello_at,
+                        requester,
+                    },
+                );
                 let snapshot = match taken {
                     Ok((snapshot, channels)) => {
                         worker.unsubscribe_all(channels).await;
@@ -409,6 +419,7 @@ async fn run_sweeper(worker: Rc<Worker>) {
         let (expired, forgotten, shed, mut channels) = {
             let mut state = worker.state.borrow_mut();
             let forgotten = state.sequencer.sweep(now);
+            state.forget_old_moves(now);
             let (expired, channels) = state.expire(now, window);
             let shed = state.shed(now, budget);
             (expired, forgotten, shed, channels)

@@ -111,7 +111,7 @@ pub async fn run<T: FrameIo>(
         session: sref,
         welcome,
         credentials,
-    } = match handshake::establish(&worker, hello, conn, peer).await {
+    } = match handshake::establish(&worker, hello, conn, peer, started).await {
         Ok(ok) => ok,
         Err(Reject::Error(code, message)) => {
             reject(&mut io, transport, code, &message).await;

@@ -97,7 +97,12 @@ pub async fn establish(
     hello: Hello,
     conn: u64,
     peer: SocketAddr,
+    opened_at: Instant,
 ) -> Result<Established, Reject> {
+    // Which connection the client opened last decides who owns a session,
+    // not the order in which handshakes finish: an attempt the client has
+    // given up on may finish after the one it uses now.
+    let hello_at = opened_at;
     let credentials = authenticate(worker, &hello.token, peer)?;
     let user = credentials.as_ref().map(|c| c.user().to_owned());
     let established = |sref, outcome| Established {
@@ -106,10 +111,10 @@ pub async fn establish(
         credentials,
     };
     let Some(resume) = hello.resume else {
-        let sref = new_session(worker, user, conn).await?;
+        let sref = new_session(worker, user, conn, hello_at).await?;
         return Ok(established(sref, WelcomeOutcome::New));
     };
-    match resume_session(worker, &resume, user.as_deref(), conn).await {
+    match resume_session(worker, &resume, user.as_deref(), conn, hello_at).await {
         Ok(sref) => {
             crate::metrics::count_resume("resumed");
             Ok(established(sref, WelcomeOutcome::Resumed))
@@ -121,12 +126,19 @@ pub async fn establish(
                 "the token names another user than the session's; connect without resume".into(),
             ))
         }
+        Err(ResumeFailed::Superseded) => {
+            crate::metrics::count_resume("superseded");
+            Err(Reject::Error(
+                ErrorCode::SessionTakenOver,
+                "a connection whose HELLO came later resumed this session; use that one".into(),
+            ))
+        }
         Err(ResumeFailed::New(outcome)) => {
             crate::metrics::count_resume(match outcome {
                 WelcomeOutcome::NewReplayUnavailable => "replay_unavailable",
                 _ => "expired",
             });
-            let sref = new_session(worker, user, conn).await?;
+            let sref = new_session(worker, user, conn, hello_at).await?;
             // The client asked for its old session, not for a new one: if
             // this one is never used, it is not kept after the connection.
             if let Some(session) = worker.state.borrow_mut().sessions.get_mut(sref) {
@@ -205,6 +217,8 @@ enum ResumeFailed {
     New(WelcomeOutcome),
     /// The session belongs to another user: refuse (407).
     OtherUser,
+    /// A connection whose HELLO came later owns the session: refuse (303).
+    Superseded,
 }
 
 impl From<WelcomeOutcome> for ResumeFailed {
@@ -222,6 +236,7 @@ async fn new_session(
     worker: &Worker,
     user: Option<String>,
     conn: u64,
+    hello_at: Instant,
 ) -> Result<SessionRef, Reject> {
     let settings = worker.settings();
     let cap = sessions_per_worker(settings.max_sessions, worker.mesh.len());
@@ -237,19 +252,15 @@ async fn new_session(
         worker.counters.borrow_mut().sessions_evicted += 1;
         worker.unsubscribe_all(channels).await;
     }
-    Ok(insert_new_session(worker, user, conn))
-}
-
-fn insert_new_session(worker: &Worker, user: Option<String>, conn: u64) -> SessionRef {
-    let replay = worker.settings().replay;
-    let session = Session::new(
+    let mut session = Session::new(
         SessionId(rand::random()),
         ResumeSecret(rand::random()),
         user,
-        replay,
+        settings.replay,
         conn,
     );
-    worker.state.borrow_mut().sessions.insert(session)
+    session.set_hello_at(hello_at);
+    Ok(worker.state.borrow_mut().sessions.insert(session))
 }
 
 fn welcome(worker: &Worker, sref: SessionRef, outcome: WelcomeOutcome) -> Welcome {
@@ -280,8 +291,9 @@ async fn resume_session(
     resume: &ResumeRequest,
     user: Option<&str>,
     conn: u64,
+    hello_at: Instant,
 ) -> Result<SessionRef, ResumeFailed> {
-    let (sref, moved) = locate(worker, resume, user).await?;
+    let (sref, moved) = locate(worker, resume, user, hello_at).await?;
     let owner_ok = |session: &Session| user.is_none_or(|u| session.user() == Some(u));
     let resumed = {
         let mut state = worker.state.borrow_mut();
@@ -291,10 +303,13 @@ async fn resume_session(
             .ok_or(WelcomeOutcome::NewSessionExpired)?;
         if !owner_ok(session) {
             Err(ResumeFailed::OtherUser)
+        } else if session.is_newer_than(hello_at) {
+            Err(ResumeFailed::Superseded)
         } else {
             match session.resume_from(resume.last_received_seq) {
                 Ok(()) => {
                     session.attach(conn);
+                    session.set_hello_at(hello_at);
                     Ok(())
                 }
                 Err(_) => Err(ResumeFailed::New(WelcomeOutcome::NewReplayUnavailable)),
@@ -303,14 +318,14 @@ async fn resume_session(
     };
     match resumed {
         Ok(()) => {}
-        Err(ResumeFailed::OtherUser) => {
+        Err(refused @ (ResumeFailed::OtherUser | ResumeFailed::Superseded)) => {
             // Untouched and detached (or still attached to its own
-            // connection). One pulled from the old process during an
-            // upgrade stays here, listening again, for its own user.
+            // connection). One that moved here stays here, listening
+            // again, for its owner.
             if moved {
                 resubscribe_moved(worker, sref).await;
             }
-            return Err(ResumeFailed::OtherUser);
+            return Err(refused);
         }
         Err(failed) => {
             let removed = worker.state.borrow_mut().remove_session(sref);
@@ -326,55 +341,114 @@ async fn resume_session(
     Ok(sref)
 }
 
+/// How long a resume keeps looking for a session that is moving between
+/// workers before it gives up on it.
+const MOVE_WAIT: Duration = Duration::from_secs(3);
+/// How long it waits before asking again.
+const MOVE_RETRY: Duration = Duration::from_millis(1);
+
 /// Finds the session: on this worker, on another worker (it moves here),
 /// or, during an upgrade, in the old process (it is pulled over). Returns
 /// whether it moved.
+///
+/// A session between two workers is always somewhere: the worker it left
+/// remembers where it went, and the worker receiving it says so. A resume
+/// that meets it in flight asks again until it lands, so it is never told
+/// the session expired; and a HELLO older than the one that took the
+/// session last never takes it back.
 async fn locate(
     worker: &Rc<Worker>,
     resume: &ResumeRequest,
     user: Option<&str>,
+    hello_at: Instant,
 ) -> Result<(SessionRef, bool), ResumeFailed> {
+    let id = resume.session_id;
+    let give_up = Instant::now() + MOVE_WAIT;
     let mut pulled = false;
     loop {
-        let local = worker.state.borrow().sessions.find(&resume.session_id);
-        if let Some(sref) = local {
-            let ok = worker
-                .state
-                .borrow()
-                .sessions
-                .get(sref)
-                .is_some_and(|s| s.secret_matches(&resume.secret));
-            return if ok {
-                Ok((sref, false))
-            } else {
-                Err(WelcomeOutcome::NewSessionExpired.into())
-            };
+        let local = {
+            let state = worker.state.borrow();
+            match state.sessions.find(&id) {
+                Some(sref) => Some(Some(sref)),
+                None if state.fetching.contains_key(&id) => Some(None),
+                None => None,
+            }
+        };
+        match local {
+            Some(Some(sref)) => {
+                let state = worker.state.borrow();
+                let session = state.sessions.get(sref);
+                if !session.is_some_and(|s| s.secret_matches(&resume.secret)) {
+                    return Err(WelcomeOutcome::NewSessionExpired.into());
+                }
+                return Ok((sref, false));
+            }
+            // Another handshake here is fetching it: wait for it to land.
+            Some(None) if Instant::now() < give_up => {
+                tokio::time::sleep(MOVE_RETRY).await;
+                continue;
+            }
+            Some(None) => return Err(WelcomeOutcome::NewSessionExpired.into()),
+            None => {}
         }
-        let fetched = fetch_from_other_workers(worker, resume.session_id, resume.secret, user);
-        let snapshot = match fetched.await {
-            Ok(snapshot) => Some(snapshot),
-            Err(TakeRefused::OtherUser) => return Err(ResumeFailed::OtherUser),
-            Err(TakeRefused::NotHere) if !pulled => {
-                pulled = true;
-                match pull_from_old_process(worker, resume).await {
-                    Pull::Found(snapshot) => Some(snapshot),
-                    // It may have arrived with the bulk transfer meanwhile.
-                    Pull::NotThere => continue,
-                    Pull::NoUpgrade => None,
+        worker.state.borrow_mut().begin_fetch(id);
+        let fetched = fetch_from_other_workers(worker, id, resume.secret, user, hello_at).await;
+        // `Err(None)`: it came, but its log cannot be rebuilt.
+        let landed = match fetched {
+            Ok(snapshot) => {
+                match Session::from_snapshot(*snapshot, worker.settings().replay, Instant::now()) {
+                    Ok(session) => {
+                        let mut state = worker.state.borrow_mut();
+                        let sref = state.sessions.insert(session);
+                        state.end_fetch(id);
+                        Ok(sref)
+                    }
+                    Err(_) => Err(None),
                 }
             }
-            Err(TakeRefused::NotHere) => None,
+            Err(refused) => Err(Some(refused)),
         };
-        let snapshot = snapshot.ok_or(WelcomeOutcome::NewSessionExpired)?;
-        let session = Session::from_snapshot(*snapshot, worker.settings().replay, Instant::now())
-            .map_err(|_| WelcomeOutcome::NewReplayUnavailable)?;
-        tracing::info!(
-            worker = worker.index,
-            session = ?resume.session_id,
-            "session moved here from another worker"
-        );
-        crate::metrics::count_resume("moved_worker");
-        return Ok((worker.state.borrow_mut().sessions.insert(session), true));
+        if landed.is_err() {
+            worker.state.borrow_mut().end_fetch(id);
+        }
+        match landed {
+            Ok(sref) => {
+                tracing::debug!(worker = worker.index, session = ?id, "session moved here");
+                crate::metrics::count_resume("moved_worker");
+                return Ok((sref, true));
+            }
+            Err(None) => return Err(WelcomeOutcome::NewReplayUnavailable.into()),
+            Err(Some(TakeRefused::OtherUser)) => {
+                return Err(ResumeFailed::OtherUser);
+            }
+            Err(Some(TakeRefused::Superseded)) => {
+                return Err(ResumeFailed::Superseded);
+            }
+            Err(Some(TakeRefused::InFlight | TakeRefused::MovedTo(_)))
+                if Instant::now() < give_up =>
+            {
+                tokio::time::sleep(MOVE_RETRY).await;
+            }
+            Err(Some(TakeRefused::NotHere)) if !pulled => {
+                pulled = true;
+                match pull_from_old_process(worker, resume).await {
+                    Pull::Found(snapshot) => {
+                        let session = Session::from_snapshot(
+                            *snapshot,
+                            worker.settings().replay,
+                            Instant::now(),
+                        )
+                        .map_err(|_| WelcomeOutcome::NewReplayUnavailable)?;
+                        crate::metrics::count_resume("moved_worker");
+                        return Ok((worker.state.borrow_mut().sessions.insert(session), true));
+                    }
+                    // It may have arrived with the bulk transfer meanwhile.
+                    Pull::NotThere => continue,
+                    Pull::NoUpgrade => return Err(WelcomeOutcome::NewSessionExpired.into()),
+                }
+            }
+            Err(Some(_)) => return Err(WelcomeOutcome::NewSessionExpired.into()),
+        }
     }
 }
 
@@ -440,6 +514,7 @@ async fn fetch_from_other_workers(
     id: SessionId,
     secret: ResumeSecret,
     user: Option<&str>,
+    hello_at: Instant,
 ) -> Result<Box<SessionSnapshot>, TakeRefused> {
     let mut replies = Vec::new();
     for (i, links) in worker.mesh.all().iter().enumerate() {
@@ -451,21 +526,45 @@ async fn fetch_from_other_workers(
             id,
             secret,
             user: user.map(str::to_owned),
+            hello_at: Some(hello_at),
+            requester: Some(worker.index),
             reply: tx,
         };
         if links.control.send(msg).await.is_ok() {
             replies.push(rx);
         }
     }
+    // The most telling answer wins: a refusal that names the session over
+    // one that only says it is on its way, over "not here".
+    let rank = |r: &TakeRefused| match r {
+        TakeRefused::OtherUser | TakeRefused::Superseded => 3,
+        TakeRefused::InFlight | TakeRefused::MovedTo(_) => 2,
+        TakeRefused::NotHere => 1,
+    };
     let mut refused = TakeRefused::NotHere;
     for rx in replies {
         match rx.await {
             Ok(Ok(snapshot)) => return Ok(snapshot),
-            Ok(Err(TakeRefused::OtherUser)) => refused = TakeRefused::OtherUser,
-            Ok(Err(TakeRefused::NotHere)) | Err(_) => {}
+            Ok(Err(r)) if rank(&r) > rank(&refused) => refused = r,
+            Ok(Err(_)) | Err(_) => {}
         }
     }
     Err(refused)
+}
+
+/// A request to hand a session over (see [`give_away`]).
+#[derive(Debug)]
+pub struct TakeRequest<'a> {
+    /// The session.
+    pub id: SessionId,
+    /// The secret the client presented.
+    pub secret: &'a ResumeSecret,
+    /// The user resuming it, when checked here.
+    pub user: Option<&'a str>,
+    /// When the resuming HELLO arrived, when ordered.
+    pub hello_at: Option<Instant>,
+    /// The worker asking; `None` when the session leaves the process.
+    pub requester: Option<usize>,
 }
 
 /// Hands a session of this worker over to another one: checks the secret
@@ -475,12 +574,25 @@ async fn fetch_from_other_workers(
 /// resume with the secret but another user's token disturbs nothing.
 pub fn give_away(
     worker: &Worker,
-    id: SessionId,
-    secret: &ResumeSecret,
-    user: Option<&str>,
+    request: TakeRequest<'_>,
 ) -> Result<(SessionSnapshot, Vec<ChannelName>), TakeRefused> {
+    let TakeRequest {
+        id,
+        secret,
+        user,
+        hello_at,
+        requester,
+    } = request;
     let mut state = worker.state.borrow_mut();
-    let sref = state.sessions.find(&id).ok_or(TakeRefused::NotHere)?;
+    let Some(sref) = state.sessions.find(&id) else {
+        return Err(if state.fetching.contains_key(&id) {
+            TakeRefused::InFlight
+        } else if let Some((Some(to), _)) = state.moved_out.get(&id) {
+            TakeRefused::MovedTo(*to)
+        } else {
+            TakeRefused::NotHere
+        });
+    };
     let session = state.sessions.get(sref).ok_or(TakeRefused::NotHere)?;
     if !session.secret_matches(secret) {
         return Err(TakeRefused::NotHere);
@@ -488,6 +600,10 @@ pub fn give_away(
     if user.is_some_and(|u| session.user() != Some(u)) {
         return Err(TakeRefused::OtherUser);
     }
+    if hello_at.is_some_and(|at| session.is_newer_than(at)) {
+        return Err(TakeRefused::Superseded);
+    }
     let (session, channels) = state.remove_session(sref).ok_or(TakeRefused::NotHere)?;
+    state.moved_out.insert(id, (requester, Instant::now()));
     Ok((session.snapshot(), channels))
 }

@@ -96,6 +96,9 @@ pub struct Session {
     /// Dropped instead of kept for a resume if its connection ends while
     /// it is still unused (a session made for a resume that failed).
     disposable: bool,
+    /// When the HELLO of the connection that last took the session
+    /// arrived: an older HELLO never takes it back.
+    hello_at: Option<Instant>,
     waker: Option<Waker>,
 }
 
@@ -122,6 +125,7 @@ impl Session {
             reconnect_hint_ms: 0,
             write_blocked: false,
             disposable: false,
+            hello_at: None,
             waker: None,
         }
     }
@@ -162,6 +166,7 @@ impl Session {
             reconnect_hint_ms: 0,
             write_blocked: false,
             disposable: false,
+            hello_at: None,
             waker: None,
         })
     }
@@ -254,6 +259,17 @@ impl Session {
                 .map(|s| SUBSCRIPTION_OVERHEAD + s.channel.as_bytes().len())
                 .sum::<usize>()
             + self.log.held_bytes()
+    }
+
+    /// Records when the HELLO of the connection taking the session arrived.
+    pub fn set_hello_at(&mut self, at: Instant) {
+        self.hello_at = Some(at);
+    }
+
+    /// Whether a HELLO that arrived at `at` is older than the one of the
+    /// connection that holds (or last held) the session.
+    pub fn is_newer_than(&self, at: Instant) -> bool {
+        self.hello_at.is_some_and(|owner| owner > at)
     }
 
     /// Marks the session as not worth keeping unless it gets used.

@@ -349,6 +349,8 @@ async fn take_session(
             id,
             secret,
             user: None,
+            hello_at: None,
+            requester: None,
             reply: tx,
         };
         if links.control.send(msg).await.is_ok()
