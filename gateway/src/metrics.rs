@@ -35,6 +35,11 @@ pub fn count_resume(outcome: &'static str) {
     metrics::counter!("ferry_resumes_total", "outcome" => outcome).increment(1);
 }
 
+/// Counts a handshake sent away because the process is handing over.
+pub fn count_handshake_refused_for_upgrade() {
+    metrics::counter!("ferry_upgrade_handshakes_sent_away_total").increment(1);
+}
+
 /// Records how long a handshake took.
 pub fn record_handshake_latency(transport: &'static str, started: Instant) {
     metrics::histogram!("ferry_handshake_duration_seconds", "transport" => transport)

@@ -426,3 +426,59 @@ async fn echo_clients_through_an_upgrade_get_each_message_once() {
     }
     drop(new);
 }
+
+/// A client whose connection reached the old process before a takeover and
+/// whose HELLO arrives after it began used to get a session from the old
+/// process that was never shipped: its acknowledged publishes were lost.
+/// Now that HELLO is sent on to the new process (issue 14, finding 1).
+#[tokio::test]
+async fn a_hello_reaching_the_old_process_during_a_takeover_is_sent_to_the_new_one() {
+    let mut old = Gateway::start(gateway_bin!(), GatewayOptions::default()).expect("old");
+    let url = old.ws_url();
+    // Upgraded to WebSocket on the old process, HELLO not sent yet.
+    let mut late = RawClient::connect(&url, Some("ferry.v1"))
+        .await
+        .expect("connect");
+    let data_dir = old.data_dir().to_path_buf();
+    let new = std::thread::spawn(move || {
+        Gateway::start(
+            gateway_bin!(),
+            GatewayOptions::default().takeover_from(&data_dir),
+        )
+    });
+    old.wait_for_log("a new process is taking over", 1)
+        .expect("the takeover begins");
+    late.send(&Frame::Hello(ferry_protocol::Hello {
+        version: ferry_protocol::frame::PROTOCOL_VERSION,
+        token: String::new(),
+        resume: None,
+    }))
+    .await
+    .expect("hello");
+    match late.recv().await.expect("answer") {
+        Some(Frame::GoAway {
+            code,
+            reconnect_after_ms,
+            ..
+        }) => {
+            assert_eq!(code, ErrorCode::Upgrading.as_u16());
+            assert!(reconnect_after_ms < 1000, "{reconnect_after_ms} ms");
+        }
+        other => panic!("expected GOAWAY from the old process, got {other:?}"),
+    }
+    let _new = new.join().expect("thread").expect("new process");
+    let status = old.wait_exit(Duration::from_secs(20)).expect("old exits");
+    assert!(status.success(), "old process exit: {status:?}");
+    // The client comes back and gets its session from the new process.
+    let (mut client, welcome) = RawClient::handshake(&url).await.expect("hello");
+    assert_eq!(welcome.outcome, WelcomeOutcome::New);
+    publish(&mut client, 1).await;
+    loop {
+        match client.recv().await.expect("recv") {
+            Some(Frame::PubAck { client_seq: 1 }) => break,
+            Some(Frame::Error { code, message, .. }) => panic!("ERROR {code}: {message}"),
+            Some(_) => continue,
+            None => panic!("closed"),
+        }
+    }
+}

@@ -86,24 +86,22 @@ pub async fn run<T: FrameIo>(
 ) {
     let (_admission, admitted) = Admission::new(&worker, transport);
     if !admitted {
-        reject(
-            &mut io,
-            transport,
+        let refusal = Reject::Error(
             ErrorCode::TooManyConnections,
-            "the gateway is at its connection limit; retry later",
-        )
-        .await;
+            "the gateway is at its connection limit; retry later".into(),
+        );
+        reject(&mut io, transport, refusal).await;
         return;
     }
     let conn = worker.next_conn_id();
     let hello = match handshake::read_hello(&worker, &mut io).await {
         Ok(hello) => hello,
-        Err(Reject::Error(code, message)) => {
-            reject(&mut io, transport, code, &message).await;
-            return;
-        }
         Err(Reject::Gone) => {
             crate::metrics::count_handshake(transport, "closed");
+            return;
+        }
+        Err(other) => {
+            reject(&mut io, transport, other).await;
             return;
         }
     };
@@ -113,11 +111,11 @@ pub async fn run<T: FrameIo>(
         credentials,
     } = match handshake::establish(&worker, hello, conn, peer, started).await {
         Ok(ok) => ok,
-        Err(Reject::Error(code, message)) => {
-            reject(&mut io, transport, code, &message).await;
+        Err(Reject::Gone) => return,
+        Err(other) => {
+            reject(&mut io, transport, other).await;
             return;
         }
-        Err(Reject::Gone) => return,
     };
     crate::metrics::count_handshake(transport, "ok");
     crate::metrics::record_handshake_latency(transport, started);
@@ -142,11 +140,24 @@ pub async fn run<T: FrameIo>(
     finish(&worker, sref, conn, &mut io, end).await;
 }
 
-async fn reject<T: FrameIo>(io: &mut T, transport: &'static str, code: ErrorCode, message: &str) {
-    crate::metrics::count_error(code);
-    crate::metrics::count_handshake(transport, code.name());
-    io.close(Some(Frame::error(code, 0, message).to_bytes()))
-        .await;
+async fn reject<T: FrameIo>(io: &mut T, transport: &'static str, reject: Reject) {
+    let last = match reject {
+        Reject::Error(code, message) => {
+            crate::metrics::count_error(code);
+            crate::metrics::count_handshake(transport, code.name());
+            Frame::error(code, 0, message)
+        }
+        Reject::GoAway(code, reconnect_after_ms) => {
+            crate::metrics::count_handshake(transport, code.name());
+            Frame::GoAway {
+                code: code.as_u16(),
+                reconnect_after_ms,
+                message: "reconnect and resume".into(),
+            }
+        }
+        Reject::Gone => return,
+    };
+    io.close(Some(last.to_bytes())).await;
 }
 
 async fn finish<T: FrameIo>(worker: &Worker, sref: SessionRef, conn: u64, io: &mut T, end: End) {
@@ -313,6 +324,7 @@ impl Connection<'_> {
                         Ok(None) => return End::PeerClosed,
                         Err(e) => return match handshake::reject_transport(e) {
                             Reject::Error(code, message) => End::Violation(code, 0, message),
+                            Reject::GoAway(code, hint) => End::GoAway(code, hint),
                             Reject::Gone => End::TransportFailed,
                         },
                     }

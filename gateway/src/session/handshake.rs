@@ -18,6 +18,7 @@ use super::registry::SessionRef;
 use super::state::{Session, SessionSnapshot};
 use crate::auth::{AuthError, Identity};
 use crate::fanout::router::owner_of;
+use crate::phase::Phase;
 use crate::runtime::mesh::{ControlMsg, SequencerMsg, TakeRefused};
 use crate::runtime::worker::Worker;
 use crate::transport::{FrameIo, TransportError};
@@ -27,6 +28,8 @@ use crate::transport::{FrameIo, TransportError};
 pub enum Reject {
     /// Tell the client this code, then close.
     Error(ErrorCode, String),
+    /// Send the client away (GOAWAY) to come back after this many ms.
+    GoAway(ErrorCode, u64),
     /// The transport closed or failed; nothing to say.
     Gone,
 }
@@ -103,6 +106,7 @@ pub async fn establish(
     // not the order in which handshakes finish: an attempt the client has
     // given up on may finish after the one it uses now.
     let hello_at = opened_at;
+    refuse_while_handing_over(worker)?;
     let credentials = authenticate(worker, &hello.token, peer)?;
     let user = credentials.as_ref().map(|c| c.user().to_owned());
     let established = |sref, outcome| Established {
@@ -126,6 +130,7 @@ pub async fn establish(
                 "the token names another user than the session's; connect without resume".into(),
             ))
         }
+        Err(ResumeFailed::Refused(reject)) => Err(reject),
         Err(ResumeFailed::Superseded) => {
             crate::metrics::count_resume("superseded");
             Err(Reject::Error(
@@ -147,6 +152,24 @@ pub async fn establish(
             Ok(established(sref, outcome))
         }
     }
+}
+
+/// While a new process takes over, this one makes no session state it
+/// would not ship: a HELLO is sent on to the new process (GOAWAY 502 with
+/// a short, spread-out reconnect hint). Checked when the handshake starts
+/// and again right before a session is attached, with no await in between:
+/// the freeze, which sends every attached session away, runs on the same
+/// thread, so a session is either attached before it (and sent away by it)
+/// or refused here.
+fn refuse_while_handing_over(worker: &Worker) -> Result<(), Reject> {
+    if *worker.shared.phase.borrow() == Phase::HandingOver {
+        crate::metrics::count_handshake_refused_for_upgrade();
+        return Err(Reject::GoAway(
+            ErrorCode::Upgrading,
+            rand::random_range(50..1000),
+        ));
+    }
+    Ok(())
 }
 
 /// The current Unix time. A clock before 1970 reads as 1970, which makes
@@ -219,6 +242,8 @@ enum ResumeFailed {
     OtherUser,
     /// A connection whose HELLO came later owns the session: refuse (303).
     Superseded,
+    /// Refused for another reason (the process is handing over).
+    Refused(Reject),
 }
 
 impl From<WelcomeOutcome> for ResumeFailed {
@@ -260,6 +285,7 @@ async fn new_session(
         conn,
     );
     session.set_hello_at(hello_at);
+    refuse_while_handing_over(worker)?;
     Ok(worker.state.borrow_mut().sessions.insert(session))
 }
 
@@ -294,6 +320,11 @@ async fn resume_session(
     hello_at: Instant,
 ) -> Result<SessionRef, ResumeFailed> {
     let (sref, moved) = locate(worker, resume, user, hello_at).await?;
+    if let Err(reject) = refuse_while_handing_over(worker) {
+        // It stays detached here, and goes to the new process with the
+        // rest.
+        return Err(ResumeFailed::Refused(reject));
+    }
     let owner_ok = |session: &Session| user.is_none_or(|u| session.user() == Some(u));
     let resumed = {
         let mut state = worker.state.borrow_mut();
