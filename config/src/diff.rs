@@ -2,8 +2,9 @@
 //!
 //! The gateway swaps in a whole validated snapshot; this tells it which of
 //! the changes take effect live and which only after a restart (or a
-//! graceful upgrade): the listeners (`listen.*`), the worker count and the
-//! data directory are fixed for the life of a process.
+//! graceful upgrade): the listeners (`listen.*`), the worker count, the
+//! data directory and the QUIC transport (`quic.*`, built into each
+//! worker's endpoint when it starts) are fixed for the life of a process.
 
 use crate::sections::*;
 
@@ -12,8 +13,9 @@ use crate::sections::*;
 pub struct ConfigDiff {
     /// Changed, and applied live by swapping in the new snapshot.
     pub changed: Vec<String>,
-    /// Changed, but kept at the old value until the process restarts:
-    /// `listen.*`, `server.workers`, `server.pin_workers`, `server.data_dir`.
+    /// Changed, but kept at the old value until the process restarts (or
+    /// is upgraded): `listen.*`, `quic.*`, `server.workers`,
+    /// `server.pin_workers`, `server.data_dir`.
     pub needs_restart: Vec<String>,
 }
 
@@ -24,9 +26,11 @@ impl ConfigDiff {
     }
 }
 
-/// Whether a change at `path` needs a restart to take effect.
+/// Whether a change at `path` needs a restart (or an upgrade) to take
+/// effect.
 pub fn needs_restart(path: &str) -> bool {
     path.starts_with("listen.")
+        || path.starts_with("quic.")
         || matches!(
             path,
             "server.workers" | "server.pin_workers" | "server.data_dir"
@@ -148,8 +152,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
             keep_alive_interval,
             stream_receive_window,
             receive_window,
-            send_window,
-            max_concurrent_bidi_streams
+            send_window
         ]
     );
     compare!(

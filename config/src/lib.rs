@@ -87,17 +87,28 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let text = match path {
-            None => None,
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                ConfigErrors::one(ConfigError::new(
-                    ErrorKind::Io,
-                    "",
-                    format!("cannot read {}: {e}", path.display()),
-                ))
-            })?),
-        };
+        let text = read(path)?;
         build(text.as_deref(), env)
+    }
+
+    /// [`Config::load`] that goes on past problems in the values; see
+    /// [`Config::load_lenient_with_env`].
+    pub fn load_lenient(path: Option<&Path>) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        Self::load_lenient_with_env(path, env::from_process())
+    }
+
+    /// [`Config::load_with_env`] that goes on past problems in the values:
+    /// the configuration with the default standing in for every field that
+    /// is wrong, and every such problem (empty when the configuration is
+    /// valid). For a check that also opens the files the configuration
+    /// names (`gateway check-config`) and reports everything at once. Only
+    /// a file that cannot be read or parsed as TOML is an `Err`.
+    pub fn load_lenient_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        let text = read(path)?;
+        build_lenient(text.as_deref(), env)
     }
 
     /// What differs from `self` in `new`, split into what a reload applies
@@ -114,11 +125,40 @@ pub fn key_paths() -> Vec<String> {
     introspect::CONFIG_SHAPE.leaf_paths()
 }
 
+/// The file's text, if a file is named.
+fn read(path: Option<&Path>) -> Result<Option<String>, ConfigErrors> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(path).map(Some).map_err(|e| {
+        ConfigErrors::one(ConfigError::new(
+            ErrorKind::Io,
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        ))
+    })
+}
+
 /// The whole path: parse, prune, override, deserialize, validate.
 fn build(
     text: Option<&str>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
+    let (config, errors) = build_lenient(text, env)?;
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors { errors })
+    }
+}
+
+/// [`build`] that hands out the configuration (defaults standing in for
+/// wrong fields) with its problems; `Err` only when there is no
+/// configuration at all (syntax).
+fn build_lenient(
+    text: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
     let mut table = match text {
         Some(text) => parse(text)?,
         None => toml::Table::new(),
@@ -140,17 +180,14 @@ fn build(
             return Err(ConfigErrors { errors });
         }
     };
-    match validate::validate(&raw) {
-        Ok(config) if errors.is_empty() => return Ok(config),
-        Ok(_) => {}
-        Err(found) => errors.extend(found),
-    }
+    let (config, found) = validate::validate(&raw);
+    errors.extend(found);
     for error in &mut errors {
         if let Some(o) = overrides.iter().find(|o| o.path == error.path) {
             error.message.push_str(&format!(" (set by {})", o.var));
         }
     }
-    Err(ConfigErrors { errors })
+    Ok((config, errors))
 }
 
 /// TOML text to a table; a syntax error stops here, with line and column.

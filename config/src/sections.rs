@@ -312,8 +312,6 @@ pub struct Quic {
     pub receive_window: ByteSize,
     /// Bytes in flight per connection.
     pub send_window: ByteSize,
-    /// Bidirectional streams a client may open (1..=1024).
-    pub max_concurrent_bidi_streams: u32,
 }
 
 impl Default for Quic {
@@ -324,7 +322,6 @@ impl Default for Quic {
             stream_receive_window: ByteSize::kib(64),
             receive_window: ByteSize::kib(128),
             send_window: ByteSize::kib(256),
-            max_concurrent_bidi_streams: 1,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! Each section is checked on its own, then the rules that tie fields
 //! together. A field that is wrong is reported once and its default stands
 //! in, so checks that depend on it are skipped rather than reported twice.
-//! The resulting `Config` is only handed out when nothing was reported.
+//! The resulting `Config` is only handed out as valid when nothing was
+//! reported ([`crate::Config::load_lenient`] hands it out with the problems,
+//! so that a check can go on to the files it names).
 
 //!
 //! The rules live by concern: [`network`] (server, listeners, TLS,
@@ -31,8 +33,10 @@ const DURATION_CEILING: Duration = Duration::from_secs(24 * 60 * 60);
 /// Counts above this are typos.
 const COUNT_CEILING: u64 = u32::MAX as u64;
 
-/// Builds the typed configuration from `raw`, or every reason it cannot.
-pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<ConfigError>> {
+/// Builds the typed configuration from `raw` and finds every problem; the
+/// default stands in for each field that is wrong, so the configuration is
+/// only to be used as is when the list is empty.
+pub(crate) fn validate(raw: &RawConfig) -> (Config, Vec<ConfigError>) {
     let mut c = Checker::default();
     let server = network::server(&mut c, raw);
     let listen = network::listen(&mut c, raw, &server);
@@ -46,10 +50,7 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<ConfigError>> {
     let ops = auth::ops(&mut c, raw);
     let log = limits::log(&mut c, raw);
     let upgrade = limits::upgrade(&mut c, raw);
-    if !c.errors.is_empty() {
-        return Err(c.errors);
-    }
-    Ok(Config {
+    let config = Config {
         server,
         listen,
         tls,
@@ -62,7 +63,8 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<ConfigError>> {
         ops,
         log,
         upgrade,
-    })
+    };
+    (config, c.errors)
 }
 
 /// Collects problems; each method reads one field and returns its value,

@@ -118,6 +118,30 @@ pub fn auth_settings(auth: &Auth, keys: Vec<KeySpec>) -> AuthSettings {
     }
 }
 
+/// `problem` as one line that starts with its field path
+/// (`auth.keys[1].public_key_file ...`, `auth.keys[0]: ...`), for a report
+/// that lists configuration problems by field (`check-config`).
+pub fn with_field_path(auth: &Auth, problem: &AuthProblem) -> String {
+    let AuthProblem::Key { problem: inner, .. } = problem else {
+        // Unreadable files already start with their field.
+        return problem.to_string();
+    };
+    let index = match inner {
+        AuthConfigError::EmptyKid { index } => Some(*index),
+        AuthConfigError::DuplicateKid { kid } => auth.keys.iter().rposition(|k| &k.kid == kid),
+        AuthConfigError::MissingSecret { kid }
+        | AuthConfigError::MissingPublicKey { kid, .. }
+        | AuthConfigError::UnexpectedKeyMaterial { kid, .. }
+        | AuthConfigError::InvalidPublicKey { kid, .. }
+        | AuthConfigError::WeakKey { kid, .. } => auth.keys.iter().position(|k| &k.kid == kid),
+        _ => None,
+    };
+    match index {
+        Some(i) => format!("auth.keys[{i}]: {problem}"),
+        None => format!("auth.keys: {problem}"),
+    }
+}
+
 /// The `index`-th configured key with its material: the secret, or the
 /// public key PEM read from its file.
 pub fn key_spec(index: usize, key: &JwtKey) -> Result<KeySpec, AuthProblem> {

@@ -174,34 +174,72 @@ fn describe(path: Option<&Path>) -> String {
         .unwrap_or_default()
 }
 
+/// `check-config`: every problem of the file's values, of the key files
+/// it names and of the TLS certificate and key, all at once, each with its
+/// field path. Exit 0 only when the gateway would start with this file.
 fn check_config(file: &Path) -> ExitCode {
-    match Config::load(Some(file)) {
-        // The key files are part of the configuration: a file that the
-        // gateway could not read would stop it at start.
-        Ok(config) => match crate::auth_setup::authenticator(&config.auth) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                let n = e.problems.len();
-                eprintln!(
-                    "{}: {n} problem{}:\n{e}",
-                    file.display(),
-                    if n == 1 { "" } else { "s" }
-                );
-                ExitCode::from(2)
-            }
-        },
+    let (config, errors) = match Config::load_lenient(Some(file)) {
+        Ok(loaded) => loaded,
         Err(errors) => {
-            eprintln!(
-                "{}: {} problem{}:\n{errors}",
-                file.display(),
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            );
-            ExitCode::from(2)
+            report_problems(file, &errors.to_string(), errors.len());
+            return ExitCode::from(2);
         }
+    };
+    let mut problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    problems.extend(file_problems(&config));
+    if problems.is_empty() {
+        println!("{}: ok", file.display());
+        return ExitCode::SUCCESS;
+    }
+    report_problems(file, &problems.join("\n"), problems.len());
+    ExitCode::from(2)
+}
+
+fn report_problems(file: &Path, lines: &str, n: usize) {
+    eprintln!(
+        "{}: {n} problem{}:\n{lines}",
+        file.display(),
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+/// The problems of the files a configuration names (auth public keys, the
+/// TLS certificate and key), each starting with its field path. The
+/// gateway reads the same files at start and on reload.
+fn file_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = crate::auth_setup::authenticator(&config.auth) {
+        problems.extend(
+            e.problems
+                .iter()
+                .map(|p| crate::auth_setup::with_field_path(&config.auth, p)),
+        );
+    }
+    if let Err(e) = tls_files(config) {
+        problems.push(format!("{}: {e}", e.field()));
+    }
+    problems
+}
+
+/// Whether the gateway will serve TLS (WSS or QUIC) with this
+/// configuration.
+fn uses_tls(wss: Option<std::net::SocketAddr>, quic: Option<std::net::SocketAddr>) -> bool {
+    wss.is_some() || quic.is_some()
+}
+
+/// Reads the configured certificate and key, when the gateway would.
+fn tls_files(config: &Config) -> Result<(), crate::transport::tls::TlsError> {
+    match &config.tls {
+        ferry_config::Tls::Files { cert, key }
+            if uses_tls(config.listen.wss, config.listen.quic) =>
+        {
+            crate::transport::tls::load_certified_key(&crate::transport::tls::CertPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .map(drop)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -239,6 +277,32 @@ fn reloader(
                 ));
             }
         };
+        cli.apply_overrides(&mut next);
+        let next = next.keeping_fixed_fields_of(&running);
+        // A certificate that cannot be used fails the whole reload too:
+        // nothing applies, rather than new settings with the old
+        // certificate. It is read once, here, and handed over as read.
+        let certificate = match &next.tls_cert {
+            Some((cert, key)) if uses_tls(next.wss_listen, next.quic_listen) => {
+                let paths = crate::transport::tls::CertPaths {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                match crate::transport::tls::load_certified_key(&paths) {
+                    Ok(certificate) => Some(certificate),
+                    Err(e) => {
+                        metrics::counter!("ferry_config_reloads_total", "outcome" => "error")
+                            .increment(1);
+                        return Err(format!(
+                            "the TLS certificate{} cannot be used:\n  {}: {e}",
+                            describe(cli.config.as_deref()),
+                            e.field()
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
         let diff = running_config.diff(&next_config);
         if !diff.needs_restart.is_empty() {
             tracing::warn!(
@@ -246,8 +310,6 @@ fn reloader(
                 "these settings cannot change in a running gateway; they apply after an upgrade (gateway --takeover)"
             );
         }
-        cli.apply_overrides(&mut next);
-        let next = next.keeping_fixed_fields_of(&running);
         if next.log_level != running.log_level
             && let Err(e) = set_log_level(&next.log_level)
         {
@@ -257,6 +319,9 @@ fn reloader(
         metrics::counter!("ferry_config_reloads_total", "outcome" => "ok").increment(1);
         running_config = next_config;
         running = next.clone();
-        Ok(next)
+        Ok(server::Reloaded {
+            settings: next,
+            certificate,
+        })
     })
 }

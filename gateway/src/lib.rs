@@ -30,6 +30,11 @@ pub mod upgrade;
 
 pub mod cli;
 
+/// The bodies of the fuzz targets (`fuzz/`), also run as property tests.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Runs the gateway command line; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
     cli::main()

@@ -36,8 +36,19 @@ pub struct BoundAddrs {
     pub ops: Option<SocketAddr>,
 }
 
-/// Produces fresh settings on SIGHUP; `Err` keeps the old ones.
-pub type Reloader = Box<dyn FnMut() -> Result<Settings, String>>;
+/// Produces fresh settings on SIGHUP; `Err` keeps the old ones, all of
+/// them.
+pub type Reloader = Box<dyn FnMut() -> Result<Reloaded, String>>;
+
+/// What a successful reload applies.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The new snapshot.
+    pub settings: Settings,
+    /// The configured certificate, read and checked, when the gateway
+    /// serves TLS with configured files.
+    pub certificate: Option<rustls::sign::CertifiedKey>,
+}
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -273,6 +284,8 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
                 })?,
         ),
     };
+    // The latest snapshot, for what the control loop reads itself.
+    let mut current = settings.clone();
     set_phase(&phase_tx, Phase::Running);
     announce(&bound, workers);
     notify_service_manager(&[sd_notify::NotifyState::Ready]);
@@ -297,14 +310,13 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
                     let next = reloader();
                     notify_service_manager(&[sd_notify::NotifyState::Ready]);
                     match next {
-                        Ok(next) => {
-                            if let (Some(store), Some((cert, key))) = (&cert_store, &next.tls_cert) {
-                                match load_certified_key(&CertPaths { cert: cert.clone(), key: key.clone() }) {
-                                    Ok(key) => store.replace(key),
-                                    Err(e) => tracing::error!("certificate not reloaded: {e}"),
-                                }
+                        Ok(Reloaded { settings: next, certificate }) => {
+                            if let (Some(store), Some(certificate)) = (&cert_store, certificate) {
+                                store.replace(certificate);
                             }
                             let next = Arc::new(next);
+                            // Read when an upgrade starts: upgrade.* applies live.
+                            current = next.clone();
                             for links in mesh.all() {
                                 let _ = links.control.send(ControlMsg::Reload(next.clone())).await;
                             }
@@ -335,8 +347,8 @@ pub fn run(settings: Settings, mut reloader: Reloader, mode: StartMode) -> anyho
                         mesh: &mesh,
                         phase: &phase_tx,
                         fds: &handover_fds,
-                        reconnect_rate: settings.upgrade_reconnect_rate,
-                        deadline: settings.upgrade_deadline,
+                        reconnect_rate: current.upgrade_reconnect_rate,
+                        deadline: current.upgrade_deadline,
                     };
                     match handover::serve(stream, ctx).await {
                         Outcome::Committed { sessions } => {

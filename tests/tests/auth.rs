@@ -810,3 +810,116 @@ async fn expiry_without_refresh_closes_with_409_and_a_fresh_token_resumes() {
     })
     .await;
 }
+
+/// A token whose `exp` is at least 2^63 seconds away: validly signed, and
+/// beyond what the gateway's monotonic clock can add.
+fn far_future_token(sub: &str) -> String {
+    hs_token(
+        "hs-1",
+        &claims(sub, Duration::from_secs(1 << 63), &["chat:*"], &["chat:*"]),
+    )
+}
+
+/// Finding 5 of issue 13: an `exp` ≥ 2^63 overflowed an `Instant` and
+/// panicked the connection task, at HELLO and on a mid-session TOKEN (which
+/// left the session attached to a dead connection).
+#[tokio::test]
+async fn a_far_future_exp_is_accepted_at_hello_and_mid_session() {
+    bounded(async {
+        let keys = Keys::new("far-exp");
+        let gw = start(&keys.write_config(&["hs-1"], ""), 2);
+        let channel = "chat:far";
+        let (listener, mut heard) = connect(&gw, Transport::Ws, chat_token("listener")).await;
+        listener.subscribe(channel).await.unwrap();
+
+        // HELLO with such a token: the connection works.
+        for transport in BOTH {
+            let (client, _events) = connect(&gw, transport, far_future_token("far")).await;
+            let payload = format!("hello over {transport:?}");
+            client
+                .publish(channel, Bytes::from(payload.clone()))
+                .await
+                .unwrap();
+            tokio::time::timeout(STEP, client.wait_acked())
+                .await
+                .unwrap()
+                .unwrap();
+            expect_message(&mut heard, channel, &payload).await;
+            client.close().await;
+        }
+
+        // TOKEN mid-session, raw: the connection answers afterwards.
+        let (mut raw, welcome) = raw_hello(&gw, &chat_token("mid"), None).await;
+        assert!(matches!(welcome, Some(Frame::Welcome(_))), "{welcome:?}");
+        raw.send(&Frame::Token {
+            token: far_future_token("mid"),
+        })
+        .await
+        .unwrap();
+        raw.send(&Frame::Ping { nonce: 7 }).await.unwrap();
+        let pong = tokio::time::timeout(STEP, async {
+            loop {
+                match raw.recv().await.unwrap() {
+                    Some(Frame::Pong { nonce }) => return Some(nonce),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("no PONG after the TOKEN");
+        assert_eq!(pong, Some(7), "the connection died after the TOKEN");
+
+        // TOKEN mid-session through the SDK's refresh, on both transports.
+        tokio::join!(
+            refresh_to_a_far_future_token(&gw, Transport::Ws),
+            refresh_to_a_far_future_token(&gw, Transport::Quic),
+        );
+        // The other session was never disturbed.
+        listener
+            .publish(channel, Bytes::from_static(b"still here"))
+            .await
+            .unwrap();
+        expect_message(&mut heard, channel, "still here").await;
+        listener.close().await;
+    })
+    .await;
+}
+
+/// A 1 s token is refreshed at once with a far-future one; past the old
+/// token's grace the session goes on, on the same connection.
+async fn refresh_to_a_far_future_token(gw: &Gateway, transport: Transport) {
+    let user = format!("refreshed-{transport:?}");
+    let channel = format!("chat:far-{transport:?}");
+    let short = hs_token(
+        "hs-1",
+        &claims(&user, Duration::from_secs(1), &["chat:*"], &["chat:*"]),
+    );
+    let mut config = client_config(gw, transport, Some(short));
+    let far = far_future_token(&user);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    config.token_provider = Some(provider(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Some(far.clone())
+    }));
+    let (client, mut events) = Client::connect(config).await.unwrap();
+    let session = client.session_id();
+    client.subscribe(&channel).await.unwrap();
+    let deadline = Instant::now() + STEP;
+    while asked.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "{transport:?}: no REFRESH_TOKEN");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past the 1 s token's expiry and its grace (refresh_grace = 1s).
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let payload = format!("after the refresh over {transport:?}");
+    client
+        .publish(&channel, Bytes::from(payload.clone()))
+        .await
+        .unwrap();
+    expect_message(&mut events, &channel, &payload).await;
+    assert_eq!(client.session_id(), session, "{transport:?}");
+    assert_eq!(client.stats().reconnects, 0, "{transport:?}");
+    client.close().await;
+}

@@ -161,3 +161,95 @@ fn the_service_manager_hears_ready_reloading_and_stopping() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(file);
 }
+
+/// The value of the Prometheus sample of `name` with all of `labels`
+/// (`key="value"`, in any order), 0 when absent.
+async fn metric(gw: &Gateway, name: &str, labels: &[&str]) -> f64 {
+    let ops = gw.ops_addr().expect("ops");
+    let text = ferry_tests::http::get(ops, "/metrics")
+        .await
+        .expect("metrics")
+        .text();
+    text.lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && labels.iter().all(|label| l.contains(label))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits at most `within` until the sample reaches `want`; false if it
+/// does not.
+async fn metric_reaches(
+    gw: &Gateway,
+    name: &str,
+    labels: &[&str],
+    want: f64,
+    within: std::time::Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if metric(gw, name, labels).await >= want {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Issue 13, finding 8: `upgrade.*` was documented as live but the running
+/// process kept the values it started with. A reloaded
+/// `upgrade.drain_deadline` must bound the next takeover attempt.
+#[tokio::test]
+async fn a_reloaded_upgrade_deadline_bounds_the_next_takeover() {
+    use std::time::Duration;
+
+    let file = temp_file("upgrade-live.toml", "[upgrade]\ndrain_deadline = \"60s\"\n");
+    let gw =
+        Gateway::start(gateway_bin!(), GatewayOptions::default().config(&file)).expect("start");
+    std::fs::write(&file, "[upgrade]\ndrain_deadline = \"1s\"\n").expect("write");
+    gw.signal(libc::SIGHUP);
+    assert!(
+        metric_reaches(
+            &gw,
+            "ferry_config_reloads_total",
+            &["outcome=\"ok\""],
+            1.0,
+            Duration::from_secs(10)
+        )
+        .await,
+        "no reload; log:\n{}",
+        gw.log()
+    );
+
+    // A "new process" that connects to the control socket and says
+    // nothing: the takeover must be rolled back after the reloaded 1 s,
+    // not the 60 s the gateway started with.
+    let control = gw.data_dir().join("control.sock");
+    let _silent = tokio::net::UnixStream::connect(&control)
+        .await
+        .expect("control socket");
+    assert!(
+        metric_reaches(
+            &gw,
+            "ferry_upgrades_total",
+            &["side=\"old\"", "outcome=\"rolled_back\""],
+            1.0,
+            Duration::from_secs(8)
+        )
+        .await,
+        "the takeover was not rolled back after the reloaded deadline; log:\n{}",
+        gw.log()
+    );
+    // And the gateway serves on.
+    let (mut c, _) = RawClient::handshake(&gw.ws_url()).await.expect("hs");
+    c.send(&Frame::Ping { nonce: 1 }).await.expect("ping");
+    assert_eq!(
+        c.recv().await.expect("recv"),
+        Some(Frame::Pong { nonce: 1 })
+    );
+    let _ = std::fs::remove_file(file);
+}

@@ -179,3 +179,156 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
         .collect::<Result<Vec<_>, _>>()
         .expect("PEM certificates")
 }
+
+/// The value of the Prometheus sample that starts with `series`, 0 when
+/// absent.
+async fn metric(gw: &Gateway, series: &str) -> f64 {
+    let ops = gw.ops_addr().expect("ops");
+    let text = ferry_tests::http::get(ops, "/metrics")
+        .await
+        .expect("metrics")
+        .text();
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits (at most 10 s) until `series` reaches `want`.
+async fn wait_for_metric(gw: &Gateway, series: &str, want: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = metric(gw, series).await;
+        if got >= want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} is {got}, not {want}, after 10 s; log:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const RELOAD_OK: &str = "ferry_config_reloads_total{outcome=\"ok\"}";
+const RELOAD_ERROR: &str = "ferry_config_reloads_total{outcome=\"error\"}";
+
+/// Issue 13, finding 8: a certificate that cannot be used made a reload
+/// count as a success, with the other fields applied and the old
+/// certificate kept. It must fail the reload as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_on_reload_fails_the_whole_reload() {
+    let dir = std::env::temp_dir().join(format!("ferry-tls-bad-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert_a, key_a) = make_cert(&dir, "a");
+    let (_, key_b) = make_cert(&dir, "b");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").expect("write");
+    let file = dir.join("gateway.toml");
+    let limit = "[limits]\nmax_subscriptions = 64\n";
+    std::fs::write(&file, format!("{}{limit}", tls_config(&cert_a, &key_a))).expect("config");
+    let gw = Gateway::start(gateway_bin!(), GatewayOptions::default().config(&file)).expect("gw");
+
+    // Each bad certificate comes with a lower subscription limit, which
+    // must not apply either.
+    let strict = "[limits]\nmax_subscriptions = 1\n";
+    for (round, (cert, key)) in [(&garbage, &key_a), (&cert_a, &key_b)]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::write(&file, format!("{}{strict}", tls_config(cert, key))).expect("config");
+        gw.signal(libc::SIGHUP);
+        wait_for_metric(&gw, RELOAD_ERROR, (round + 1) as f64).await;
+        assert_eq!(metric(&gw, RELOAD_OK).await, 0.0, "round {round}");
+    }
+    let log = gw.log();
+    assert!(log.contains("tls.cert"), "{log}");
+    assert!(log.contains("tls.key"), "{log}");
+    // Nothing applied: certificate A still serves, and two subscriptions
+    // are still allowed.
+    for transport in [Transport::Wss, Transport::Quic] {
+        let (c, _ev) = Client::connect(trusting(&gw, transport, &cert_a))
+            .await
+            .unwrap_or_else(|e| panic!("{transport:?} with certificate A: {e}"));
+        c.subscribe("one").await.expect("first subscription");
+        c.subscribe("two").await.expect("second subscription");
+        c.close().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn check_config(file: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(gateway_bin!())
+        .arg("check-config")
+        .arg(file)
+        .env_remove("FERRY_CONFIG")
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 13, finding 8: `check-config` printed ok for certificate files
+/// that the gateway then could not load, and reported key-file problems
+/// only once every schema problem was fixed.
+#[test]
+fn check_config_reads_the_tls_files_and_reports_everything_at_once() {
+    let dir = std::env::temp_dir().join(format!("ferry-tls-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert_a, key_a) = make_cert(&dir, "a");
+    let (_, key_b) = make_cert(&dir, "b");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").expect("write");
+    let file = dir.join("gateway.toml");
+
+    // Good files: ok.
+    std::fs::write(&file, tls_config(&cert_a, &key_a)).expect("config");
+    let (code, stderr) = check_config(&file);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A certificate that is not one, a key of another pair, a missing key.
+    let missing = dir.join("missing.key");
+    for (cert, key, field) in [
+        (&garbage, &key_a, "tls.cert"),
+        (&cert_a, &key_b, "tls.key"),
+        (&cert_a, &missing, "tls.key"),
+    ] {
+        std::fs::write(&file, tls_config(cert, key)).expect("config");
+        let (code, stderr) = check_config(&file);
+        assert_eq!(code, Some(2), "{field}: {stderr}");
+        assert!(stderr.contains(&format!("{field}: ")), "{field}: {stderr}");
+    }
+
+    // Schema problems, an unreadable auth key file and a bad certificate:
+    // all in one report, each line starting with its field path.
+    let missing_pem = dir.join("missing.pub.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "{}[limits]\nmax_frame_size = 0\n[log]\nformat = \"xml\"\n\
+             [auth]\nmode = \"jwt\"\n[[auth.keys]]\nkid = \"gone\"\nalgorithm = \"ES256\"\npublic_key_file = {:?}\n",
+            tls_config(&garbage, &key_a),
+            missing_pem.display().to_string()
+        ),
+    )
+    .expect("config");
+    let (code, stderr) = check_config(&file);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("4 problems"), "{stderr}");
+    for field in [
+        "limits.max_frame_size: ",
+        "log.format: ",
+        "auth.keys[0].public_key_file ",
+        "tls.cert: ",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(field)),
+            "no line starts with {field}:\n{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -207,12 +207,22 @@ pub(super) fn quic(c: &mut Checker, raw: &RawConfig) -> Quic {
             ),
         );
     }
-    let streams = c.count(
+    // Deprecated: a Ferry connection is one bidirectional stream, and the
+    // gateway accepts exactly one; more would be streams nobody reads,
+    // holding flow-control credit. Still accepted as `1` so that files
+    // written from the old example load.
+    c.checked(
         "quic.max_concurrent_bidi_streams",
         &r.max_concurrent_bidi_streams,
-        u64::from(d.max_concurrent_bidi_streams),
-        1,
-        1024,
+        (),
+        |&n| match n {
+            1 => Ok(()),
+            _ => Err(
+                "is not supported: a Ferry connection uses exactly one bidirectional stream; \
+                 remove the key (only 1 is accepted)"
+                    .to_owned(),
+            ),
+        },
     );
     Quic {
         idle_timeout: idle.value,
@@ -227,7 +237,5 @@ pub(super) fn quic(c: &mut Checker, raw: &RawConfig) -> Quic {
                 ByteSize::kib(1),
             )
             .value,
-        max_concurrent_bidi_streams: u32::try_from(streams.value)
-            .unwrap_or(d.max_concurrent_bidi_streams),
     }
 }

@@ -75,7 +75,6 @@ fn the_defaults_are_the_documented_values() {
     assert_eq!(c.quic.stream_receive_window, ByteSize::kib(64));
     assert_eq!(c.quic.receive_window, ByteSize::kib(128));
     assert_eq!(c.quic.send_window, ByteSize::kib(256));
-    assert_eq!(c.quic.max_concurrent_bidi_streams, 1);
     assert_eq!(c.auth.mode, AuthMode::None);
     assert_eq!(c.auth.audience, None);
     assert_eq!(c.auth.issuer, None);

@@ -91,3 +91,38 @@ fn a_changed_secret_is_a_change_without_showing_it() {
     assert_eq!(d.changed, ["ops.api_key"]);
     assert!(!format!("{d:?}").contains("bbbb"));
 }
+
+/// Issue 13, finding 8: `quic.*` is built into the endpoints at start and
+/// never applied by a reload, so the diff must say it waits for a restart;
+/// `upgrade.*` is read when an upgrade starts, so it applies live.
+#[test]
+fn quic_changes_need_a_restart_and_upgrade_changes_apply_live() {
+    let new = config_of(
+        r#"
+        [quic]
+        idle_timeout = "30s"
+        keep_alive_interval = "10s"
+        stream_receive_window = "32KiB"
+        receive_window = "64KiB"
+        send_window = "128KiB"
+        [upgrade]
+        reconnect_rate = 10
+        drain_deadline = "5s"
+        "#,
+    );
+    let d = Config::default().diff(&new);
+    assert_eq!(
+        d.needs_restart,
+        [
+            "quic.idle_timeout",
+            "quic.keep_alive_interval",
+            "quic.stream_receive_window",
+            "quic.receive_window",
+            "quic.send_window"
+        ]
+    );
+    assert_eq!(
+        d.changed,
+        ["upgrade.reconnect_rate", "upgrade.drain_deadline"]
+    );
+}

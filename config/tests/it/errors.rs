@@ -153,3 +153,56 @@ fn an_unreadable_file_is_an_io_error_naming_it() {
         "{errors}"
     );
 }
+
+/// Issue 13, finding 8: `check-config` must go on to the key and
+/// certificate files when the values have problems, so that everything is
+/// reported at once. The lenient load hands out what the file names.
+#[test]
+fn a_lenient_load_hands_out_the_files_with_every_problem() {
+    let dir = std::env::temp_dir().join(format!("ferry-config-lenient-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        r#"
+        [limits]
+        max_frame_size = 0
+        [tls]
+        cert = "/etc/ferry/cert.pem"
+        key = "/etc/ferry/key.pem"
+        [auth]
+        mode = "jwt"
+        [[auth.keys]]
+        kid = "a"
+        algorithm = "ES256"
+        public_key_file = "/etc/ferry/a.pem"
+        [log]
+        format = "xml"
+        "#,
+    )
+    .unwrap();
+    let (config, errors) = Config::load_lenient_with_env(Some(&file), Vec::new()).unwrap();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["limits.max_frame_size", "log.format"]);
+    assert_eq!(
+        config.tls,
+        ferry_config::Tls::Files {
+            cert: "/etc/ferry/cert.pem".into(),
+            key: "/etc/ferry/key.pem".into()
+        }
+    );
+    assert_eq!(config.auth.keys.len(), 1);
+    // The default stands in for a wrong value.
+    assert_eq!(config.limits, Config::default().limits);
+    // A valid file: no problems, the same configuration as `load`.
+    std::fs::write(&file, "[limits]\nmax_frame_size = \"32KiB\"\n").unwrap();
+    let (config, errors) = Config::load_lenient_with_env(Some(&file), Vec::new()).unwrap();
+    assert!(errors.is_empty());
+    assert_eq!(
+        config,
+        Config::load_with_env(Some(&file), Vec::new()).unwrap()
+    );
+    // No file, no configuration.
+    assert!(Config::load_lenient_with_env(Some(&dir.join("missing.toml")), Vec::new()).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

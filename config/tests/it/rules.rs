@@ -1,6 +1,6 @@
 //! Every validation rule rejects a bad value, reported at its path.
 
-use ferry_config::{Algorithm, AuthMode, KeyMaterial};
+use ferry_config::{Algorithm, AuthMode, Config, KeyMaterial};
 
 use crate::{config_of, errors_of};
 
@@ -267,7 +267,13 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "[quic]\nmax_concurrent_bidi_streams = 0",
         "quic.max_concurrent_bidi_streams",
-        "below the minimum 1",
+        "0 is not supported: a Ferry connection uses exactly one bidirectional stream",
+    ),
+    // Issue 13, finding 8: validated up to 1024 and then hard-coded to 1.
+    (
+        "[quic]\nmax_concurrent_bidi_streams = 4",
+        "quic.max_concurrent_bidi_streams",
+        "4 is not supported: a Ferry connection uses exactly one bidirectional stream",
     ),
     (
         "[auth]\nmode = \"oauth\"",
@@ -490,4 +496,13 @@ fn every_jwt_key_rule_is_reported_at_its_entry() {
 #[test]
 fn a_valid_jwt_base_is_accepted() {
     assert_eq!(config_of(JWT_OK).auth.keys.len(), 1);
+}
+
+#[test]
+fn max_concurrent_bidi_streams_of_1_still_loads() {
+    // Deprecated, not removed: files written from the old example load.
+    assert_eq!(
+        config_of("[quic]\nmax_concurrent_bidi_streams = 1"),
+        Config::default()
+    );
 }

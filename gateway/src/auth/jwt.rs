@@ -1,11 +1,11 @@
 //! Token verification: the key set, the signature, then the claims.
 //!
-//! The token is taken apart here rather than by `jsonwebtoken::decode`, so
+//! The token is taken apart here (a JWS compact parser of a few lines), so
 //! that the time is passed in (sans-IO) and the work stays small: the
 //! header is decoded into a stack buffer and read without copying, the
 //! signature is checked before the payload is parsed, and the payload is
-//! read with borrowed strings. `jsonwebtoken` provides the key parsing and
-//! the signature primitives (its RustCrypto provider, chosen explicitly).
+//! read with borrowed strings. The signatures are `ring`'s, the crypto
+//! stack rustls and quinn already use (`auth/keys.rs`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,12 +13,11 @@ use std::marker::PhantomData;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
-use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use super::grant::Grant;
+use super::keys::{KeyProblem, VerifyKey};
 use super::{Algorithm, AuthConfigError, AuthError, AuthSettings, Identity, KeySpec};
 
 /// Longest token accepted, in bytes.
@@ -46,7 +45,7 @@ pub struct Authenticator {
 struct VerifyingKey {
     kid: Box<str>,
     algorithm: Algorithm,
-    key: DecodingKey,
+    key: VerifyKey,
 }
 
 impl fmt::Debug for Authenticator {
@@ -225,8 +224,8 @@ fn malformed(why: impl fmt::Display) -> AuthError {
     AuthError::Malformed(why.to_string())
 }
 
-/// Checks a key's material and turns it into a decoding key.
-fn load_key(spec: &KeySpec) -> Result<DecodingKey, AuthConfigError> {
+/// Checks a key's material and turns it into a verifying key.
+fn load_key(spec: &KeySpec) -> Result<VerifyKey, AuthConfigError> {
     let kid = || spec.kid.clone();
     let unexpected = |what| AuthConfigError::UnexpectedKeyMaterial {
         kid: kid(),
@@ -238,8 +237,7 @@ fn load_key(spec: &KeySpec) -> Result<DecodingKey, AuthConfigError> {
             if spec.public_key_pem.is_some() {
                 return Err(unexpected("a public key"));
             }
-            let secret = hs256_secret(spec)?;
-            Ok(DecodingKey::from_secret(secret))
+            Ok(VerifyKey::hmac(hs256_secret(spec)?))
         }
         Algorithm::Rs256 | Algorithm::Es256 => {
             if spec.secret.is_some() {
@@ -251,39 +249,28 @@ fn load_key(spec: &KeySpec) -> Result<DecodingKey, AuthConfigError> {
                     algorithm: spec.algorithm,
                 }
             })?;
-            let invalid = |reason: String| AuthConfigError::InvalidPublicKey { kid: kid(), reason };
             if pem.contains("PRIVATE KEY-----") {
-                return Err(invalid(
-                    "this is a private key; the gateway needs only the public key".into(),
-                ));
+                return Err(AuthConfigError::InvalidPublicKey {
+                    kid: kid(),
+                    reason: "this is a private key; the gateway needs only the public key".into(),
+                });
             }
-            if spec.algorithm == Algorithm::Rs256 {
-                let key = DecodingKey::from_rsa_pem(pem.as_bytes())
-                    .map_err(|e| invalid(format!("not an RSA public key PEM: {e}")))?;
-                let der = key.try_get_as_bytes().map_err(|e| invalid(e.to_string()))?;
-                let (n, _e) = (DEFAULT_PROVIDER
-                    .key_utils
-                    .rsa_pub_components_from_public_key)(der)
-                .map_err(|e| invalid(format!("not an RSA public key: {e}")))?;
-                let bits = modulus_bits(&n);
-                if bits < MIN_RSA_BITS {
-                    return Err(AuthConfigError::WeakKey {
-                        kid: kid(),
-                        reason: format!(
-                            "the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
-                        ),
-                    });
-                }
-                Ok(key)
+            let key = if spec.algorithm == Algorithm::Rs256 {
+                VerifyKey::rsa_from_pem(pem, MIN_RSA_BITS)
             } else {
-                let key = DecodingKey::from_ec_pem(pem.as_bytes())
-                    .map_err(|e| invalid(format!("not an EC public key PEM: {e}")))?;
-                // Building a verifier parses the point, and fails for
-                // another curve than P-256.
-                (DEFAULT_PROVIDER.verifier_factory)(&spec.algorithm.jwt(), &key)
-                    .map_err(|_| invalid("not a P-256 public key".into()))?;
-                Ok(key)
-            }
+                VerifyKey::p256_from_pem(pem)
+            };
+            key.map_err(|problem| match problem {
+                KeyProblem::Invalid(reason) => {
+                    AuthConfigError::InvalidPublicKey { kid: kid(), reason }
+                }
+                KeyProblem::WeakRsa(bits) => AuthConfigError::WeakKey {
+                    kid: kid(),
+                    reason: format!(
+                        "the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
+                    ),
+                },
+            })
         }
     }
 }
@@ -307,14 +294,6 @@ pub(crate) fn hs256_secret(spec: &KeySpec) -> Result<&[u8], AuthConfigError> {
         });
     }
     Ok(secret.as_bytes())
-}
-
-fn modulus_bits(n: &[u8]) -> usize {
-    let n = match n.iter().position(|&b| b != 0) {
-        Some(first) => &n[first..],
-        None => return 0,
-    };
-    n.len() * 8 - n[0].leading_zeros() as usize
 }
 
 /// The three base64url parts of a compact JWS.
@@ -377,11 +356,11 @@ fn check_signature(key: &VerifyingKey, parts: &Parts<'_>) -> Result<(), AuthErro
     let signature = URL_SAFE_NO_PAD
         .decode(parts.signature)
         .map_err(|_| malformed("the signature is not base64url"))?;
-    let verifier = (DEFAULT_PROVIDER.verifier_factory)(&key.algorithm.jwt(), &key.key)
-        .map_err(|_| AuthError::BadSignature)?;
-    verifier
-        .verify(parts.signed.as_bytes(), &signature)
-        .map_err(|_| AuthError::BadSignature)
+    if key.key.verify(parts.signed.as_bytes(), &signature) {
+        Ok(())
+    } else {
+        Err(AuthError::BadSignature)
+    }
 }
 
 /// The claims we read; others (`jti`, `scope`, ...) are ignored. A claim
@@ -491,8 +470,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
 mod tests {
     use std::time::Duration;
 
-    use jsonwebtoken::EncodingKey;
-
+    use super::super::keys::SigningKey;
     use super::super::testkeys::{self, NOW};
     use super::*;
     use crate::auth::{MintClaims, mint_token};
@@ -519,12 +497,7 @@ mod tests {
     /// An HS256 token with these header and claims, signed with `key`.
     fn hs_token(key: &KeySpec, header: &str, claims: &str) -> String {
         let secret = key.secret.as_deref().unwrap().as_bytes();
-        testkeys::sign_raw(
-            header,
-            claims,
-            jsonwebtoken::Algorithm::HS256,
-            &EncodingKey::from_secret(secret),
-        )
+        testkeys::sign_raw(header, claims, &SigningKey::hmac(secret))
     }
 
     fn hs_claims_token(key: &KeySpec, claims: &str) -> String {
@@ -815,8 +788,7 @@ mod tests {
         let confused = testkeys::sign_raw(
             r#"{"alg":"HS256","kid":"rsa"}"#,
             &body,
-            jsonwebtoken::Algorithm::HS256,
-            &EncodingKey::from_secret(public_pem.as_bytes()),
+            &SigningKey::hmac(public_pem.as_bytes()),
         );
         // No signature at all.
         let unsigned = format!(
@@ -837,8 +809,7 @@ mod tests {
         let es = testkeys::sign_raw(
             r#"{"alg":"ES256","kid":"rsa"}"#,
             &body,
-            jsonwebtoken::Algorithm::ES256,
-            &EncodingKey::from_ec_pem(ec_private.as_bytes()).unwrap(),
+            &SigningKey::p256_from_pem(&ec_private).unwrap(),
         );
 
         let auth = Authenticator::new(&settings(vec![rsa])).unwrap();
@@ -950,12 +921,5 @@ mod tests {
             ]
         );
         assert!(Authenticator::check(&settings(vec![testkeys::hs("ok")])).is_empty());
-    }
-
-    #[test]
-    fn modulus_bits_ignores_leading_zeros() {
-        assert_eq!(modulus_bits(&[0, 0x80, 0]), 16);
-        assert_eq!(modulus_bits(&[0x01, 0xff]), 9);
-        assert_eq!(modulus_bits(&[0, 0]), 0);
     }
 }

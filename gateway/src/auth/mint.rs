@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::EncodingKey;
-use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use serde::Serialize;
 
 use super::grant::{MAX_PATTERNS, Pattern};
 use super::jwt::{MAX_SUBJECT_LEN, hs256_secret};
+use super::keys::SigningKey;
 use super::{Algorithm, AuthConfigError, AuthError, AuthSettings, Authenticator, KeySpec};
 
 /// What a minted token says.
@@ -72,7 +71,7 @@ pub fn mint_token(
     check_claims(claims)?;
     let kid = || key.kid.clone();
     let signing_key = match (key.algorithm, private_key_pem) {
-        (Algorithm::Hs256, None) => EncodingKey::from_secret(hs256_secret(key)?),
+        (Algorithm::Hs256, None) => SigningKey::hmac(hs256_secret(key)?),
         (Algorithm::Hs256, Some(_)) => {
             return Err(AuthConfigError::UnexpectedKeyMaterial {
                 kid: kid(),
@@ -86,10 +85,12 @@ pub fn mint_token(
                 algorithm,
             });
         }
-        (Algorithm::Rs256, Some(pem)) => EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| invalid_private(key, e.to_string()))?,
-        (Algorithm::Es256, Some(pem)) => EncodingKey::from_ec_pem(pem.as_bytes())
-            .map_err(|e| invalid_private(key, e.to_string()))?,
+        (Algorithm::Rs256, Some(pem)) => {
+            SigningKey::rsa_from_pem(pem).map_err(|e| invalid_private(key, e))?
+        }
+        (Algorithm::Es256, Some(pem)) => {
+            SigningKey::p256_from_pem(pem).map_err(|e| invalid_private(key, e))?
+        }
     };
 
     let header = Header {
@@ -113,11 +114,9 @@ pub fn mint_token(
     token.push('.');
     append_json(&mut token, &body)?;
 
-    let signer = (DEFAULT_PROVIDER.signer_factory)(&key.algorithm.jwt(), &signing_key)
-        .map_err(|e| invalid_private(key, e.to_string()))?;
-    let signature = signer
-        .try_sign(token.as_bytes())
-        .map_err(|e| invalid_private(key, e.to_string()))?;
+    let signature = signing_key
+        .sign(token.as_bytes())
+        .map_err(|e| invalid_private(key, e))?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
 

@@ -33,6 +33,7 @@
 
 pub mod grant;
 pub mod jwt;
+pub(crate) mod keys;
 pub mod mint;
 pub mod rate_limit;
 
@@ -68,14 +69,6 @@ impl Algorithm {
             Self::Hs256 => "HS256",
             Self::Rs256 => "RS256",
             Self::Es256 => "ES256",
-        }
-    }
-
-    pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Self::Hs256 => jsonwebtoken::Algorithm::HS256,
-            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
-            Self::Es256 => jsonwebtoken::Algorithm::ES256,
         }
     }
 }
@@ -386,12 +379,10 @@ mod tests {
 /// Keys for the unit tests of this module.
 #[cfg(test)]
 pub(crate) mod testkeys {
+    use super::keys::SigningKey;
+    use super::{Algorithm, KeySpec};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use jsonwebtoken::EncodingKey;
-    use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-
-    use super::{Algorithm, KeySpec};
 
     /// The simulated "now" of the tests (2023-11-14).
     pub const NOW: u64 = 1_700_000_000;
@@ -437,19 +428,13 @@ pub(crate) mod testkeys {
     }
 
     /// A compact JWS of exactly these header and claims JSON texts.
-    pub fn sign_raw(
-        header: &str,
-        claims: &str,
-        alg: jsonwebtoken::Algorithm,
-        key: &EncodingKey,
-    ) -> String {
+    pub fn sign_raw(header: &str, claims: &str, key: &SigningKey) -> String {
         let signed = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(claims)
         );
-        let signer = (DEFAULT_PROVIDER.signer_factory)(&alg, key).unwrap();
-        let signature = signer.try_sign(signed.as_bytes()).unwrap();
+        let signature = key.sign(signed.as_bytes()).unwrap();
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 }

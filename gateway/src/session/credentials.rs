@@ -13,13 +13,22 @@
 //!
 //! The token's `exp` is wall-clock (Unix seconds); it is turned into a
 //! monotonic [`Instant`] once, when the token is verified, so that the
-//! timeline does not move if the wall clock is stepped later.
+//! timeline does not move if the wall clock is stepped later. An `exp` that
+//! far out (up to `u64::MAX` seconds, which a validly signed token may
+//! carry) is clamped to [`MAX_TOKEN_LIFETIME`] from now: [`Instant`]
+//! arithmetic panics on overflow, and a panic here would kill the
+//! connection task and leave its session attached to nothing.
 
 use std::time::{Duration, Instant};
 
 use ferry_protocol::ChannelName;
 
 use crate::auth::Identity;
+
+/// The longest a token is taken to live, counted from when it is
+/// verified: a later `exp` is treated as this far in the future (about a
+/// century; every refresh timer lies past any real process lifetime).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// When to ask for a fresh token and how long to wait for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +106,7 @@ impl Credentials {
     /// When [`Self::handle_timeout`] has something to do.
     pub fn next_timeout(&self, policy: RefreshPolicy) -> Instant {
         if self.requested {
-            self.expires + policy.grace
+            self.deadline(policy)
         } else {
             // Near the monotonic clock's origin the subtraction may not
             // exist; `expires` is then late but still inside the grace.
@@ -110,9 +119,14 @@ impl Credentials {
     /// The timer fired (or is checked) at `now`. `None`: nothing due yet,
     /// re-arm at [`Self::next_timeout`].
     pub fn handle_timeout(&mut self, now: Instant, policy: RefreshPolicy) -> Option<AuthDue> {
-        let deadline = self.expires + policy.grace;
+        let deadline = self.deadline(policy);
         if !self.requested {
-            if now + policy.before < self.expires {
+            // `now + before` may not exist (a huge `before`): then the
+            // refresh is due.
+            if now
+                .checked_add(policy.before)
+                .is_some_and(|ask_after| ask_after < self.expires)
+            {
                 return None;
             }
             self.requested = true;
@@ -121,6 +135,14 @@ impl Credentials {
             });
         }
         (now >= deadline).then_some(AuthDue::RefreshTimedOut)
+    }
+
+    /// `exp + grace`; the latest representable instant when that does not
+    /// exist (then the grace is as good as infinite anyway).
+    fn deadline(&self, policy: RefreshPolicy) -> Instant {
+        self.expires
+            .checked_add(policy.grace)
+            .unwrap_or(self.expires)
     }
 
     /// A fresh token, verified at `now`: the same user gets the new grant
@@ -142,10 +164,15 @@ impl Credentials {
     }
 }
 
-/// `exp` as an instant: `now` plus the time left until `exp`.
+/// `exp` as an instant: `now` plus the time left until `exp`, at most
+/// [`MAX_TOKEN_LIFETIME`].
 fn monotonic_expiry(identity: &Identity, now_unix: Duration, now: Instant) -> Instant {
-    let left = Duration::from_secs(identity.expires_at).saturating_sub(now_unix);
-    now + left
+    let left = Duration::from_secs(identity.expires_at)
+        .saturating_sub(now_unix)
+        .min(MAX_TOKEN_LIFETIME);
+    // A century ahead exists on every platform we run on; should it not,
+    // `now` (refresh at once) is the safe side.
+    now.checked_add(left).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -266,6 +293,37 @@ mod tests {
         assert_eq!(c.user(), "alice");
         assert_eq!(c.next_timeout(POLICY), before);
         assert!(!c.may_publish(&chan("chat:1")));
+    }
+
+    #[test]
+    fn a_far_future_exp_is_clamped_instead_of_overflowing() {
+        let t0 = Instant::now();
+        for exp in [1 << 63, u64::MAX, NOW_UNIX + 200 * 365 * 24 * 3600] {
+            let far = Identity {
+                expires_at: exp,
+                ..identity("alice", 0, &[], &[])
+            };
+            let mut c = Credentials::new(far.clone(), unix(NOW_UNIX), t0);
+            let ask_at = t0 + MAX_TOKEN_LIFETIME - POLICY.before;
+            assert_eq!(c.next_timeout(POLICY), ask_at, "exp {exp}");
+            assert_eq!(c.handle_timeout(t0, POLICY), None);
+            assert_eq!(
+                c.handle_timeout(ask_at, POLICY),
+                Some(AuthDue::Refresh {
+                    deadline: POLICY.before + POLICY.grace
+                })
+            );
+            // A huge policy does not overflow either.
+            let huge = RefreshPolicy {
+                before: Duration::MAX,
+                grace: Duration::MAX,
+            };
+            let _ = c.next_timeout(huge);
+            let _ = c.handle_timeout(t0, huge);
+            // Nor does a mid-session replacement.
+            c.replace(far, unix(NOW_UNIX), t0).unwrap();
+            assert_eq!(c.next_timeout(POLICY), ask_at);
+        }
     }
 
     #[test]

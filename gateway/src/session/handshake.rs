@@ -49,7 +49,16 @@ pub async fn read_hello<T: FrameIo>(worker: &Worker, io: &mut T) -> Result<Hello
         Ok(Ok(None)) => return Err(Reject::Gone),
         Ok(Err(e)) => return Err(reject_transport(e)),
     };
-    match ferry_protocol::codec::decode(first, &settings.decode) {
+    parse_hello(first, &settings.decode)
+}
+
+/// The first message of a connection, which must be a HELLO of a version
+/// we speak. Pure, so that it can be fuzzed.
+pub fn parse_hello(
+    first: bytes::Bytes,
+    limits: &ferry_protocol::DecodeLimits,
+) -> Result<Hello, Reject> {
+    match ferry_protocol::codec::decode(first, limits) {
         Ok(Frame::Hello(hello)) if hello.version == PROTOCOL_VERSION => Ok(hello),
         Ok(Frame::Hello(hello)) => Err(Reject::Error(
             ErrorCode::UnsupportedVersion,

@@ -40,6 +40,15 @@ pub enum TlsError {
         /// Why.
         reason: String,
     },
+    /// Config: the private key is not the key of the certificate, so every
+    /// handshake would fail.
+    #[error("the private key in {key} does not belong to the certificate in {cert}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
     /// Us: the development certificate could not be made or stored.
     #[error("cannot create the development certificate in {dir}: {reason}")]
     DevCert {
@@ -53,6 +62,24 @@ pub enum TlsError {
     Config(String),
 }
 
+impl TlsError {
+    /// The configuration field the problem is about (`tls.cert` or
+    /// `tls.key`), for reports that name the field.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Read {
+                what: "private key",
+                ..
+            }
+            | Self::BadKey { .. }
+            | Self::KeyMismatch { .. } => "tls.key",
+            Self::Read { .. } | Self::NoCertificate(_) => "tls.cert",
+            Self::DevCert { .. } => "server.data_dir",
+            Self::Config(_) => "tls",
+        }
+    }
+}
+
 /// Where the certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertPaths {
@@ -62,7 +89,8 @@ pub struct CertPaths {
     pub key: PathBuf,
 }
 
-/// Loads a certificate chain and key.
+/// Loads a certificate chain and key, and checks that the key is the
+/// certificate's (else every handshake would fail).
 pub fn load_certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
         .map_err(|e| TlsError::Read {
@@ -89,7 +117,21 @@ pub fn load_certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
             path: paths.key.clone(),
             reason: e.to_string(),
         })?;
-    Ok(CertifiedKey::new(certs, signing_key))
+    let certified = CertifiedKey::new(certs, signing_key);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        // The key cannot tell its public half: nothing to compare.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch {
+            cert: paths.cert.clone(),
+            key: paths.key.clone(),
+        }),
+        Err(e) => Err(TlsError::Read {
+            what: "certificate",
+            path: paths.cert.clone(),
+            reason: format!("not a usable X.509 certificate: {e}"),
+        }),
+    }
 }
 
 /// The development certificate's paths in `data_dir`, created on first
@@ -225,6 +267,22 @@ mod tests {
             load_certified_key(&bad),
             Err(TlsError::NoCertificate(_))
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ferry-tls-mismatch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let one = ensure_dev_cert(&dir.join("one")).unwrap();
+        let two = ensure_dev_cert(&dir.join("two")).unwrap();
+        let mixed = CertPaths {
+            cert: one.cert,
+            key: two.key,
+        };
+        let err = load_certified_key(&mixed).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        assert_eq!(err.field(), "tls.key");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -95,6 +95,50 @@ fn offers_ferry(request: &Request) -> bool {
         .any(|p| p.trim() == WS_SUBPROTOCOL)
 }
 
+/// Answers an HTTP upgrade request for the endpoint at `path`: 404 for
+/// another path, 400 when the client offers only other subprotocols; else
+/// the response, and whether it selects `ferry.v1`. Pure, so that it can be
+/// fuzzed.
+// tungstenite fixes the error type to a full HTTP response.
+#[allow(clippy::result_large_err)]
+pub fn answer_upgrade(
+    request: &Request,
+    mut response: Response,
+    path: &str,
+) -> Result<(Response, bool), ErrorResponse> {
+    if request.uri().path() != path {
+        let mut not_found =
+            ErrorResponse::new(Some(format!("no WebSocket endpoint here; use {path}")));
+        *not_found.status_mut() = StatusCode::NOT_FOUND;
+        return Err(not_found);
+    }
+    let ferry = offers_ferry(request);
+    if !ferry
+        && request
+            .headers()
+            .contains_key(header::SEC_WEBSOCKET_PROTOCOL)
+    {
+        // The client offered only other subprotocols: a WebSocket
+        // client must fail a handshake that selects none of its offers,
+        // so the refusal has to be HTTP. The body carries the code.
+        let code = ErrorCode::WrongSubprotocol;
+        let mut refused = ErrorResponse::new(Some(format!(
+            "{} {}: offer the subprotocol {WS_SUBPROTOCOL}",
+            code.as_u16(),
+            code.name()
+        )));
+        *refused.status_mut() = StatusCode::BAD_REQUEST;
+        return Err(refused);
+    }
+    if ferry {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(WS_SUBPROTOCOL),
+        );
+    }
+    Ok((response, ferry))
+}
+
 /// Serves one accepted stream (plain TCP or TLS) until it closes.
 pub async fn serve<S>(worker: Rc<Worker>, stream: S, transport: &'static str, peer: SocketAddr)
 where
@@ -107,37 +151,9 @@ where
     let flag = subprotocol_ok.clone();
     // tungstenite fixes the callback's error type to a full HTTP response.
     #[allow(clippy::result_large_err)]
-    let callback = move |request: &Request, mut response: Response| {
-        if request.uri().path() != path {
-            let mut not_found =
-                ErrorResponse::new(Some(format!("no WebSocket endpoint here; use {path}")));
-            *not_found.status_mut() = StatusCode::NOT_FOUND;
-            return Err(not_found);
-        }
-        if !offers_ferry(request)
-            && request
-                .headers()
-                .contains_key(header::SEC_WEBSOCKET_PROTOCOL)
-        {
-            // The client offered only other subprotocols: a WebSocket
-            // client must fail a handshake that selects none of its offers,
-            // so the refusal has to be HTTP. The body carries the code.
-            let code = ErrorCode::WrongSubprotocol;
-            let mut refused = ErrorResponse::new(Some(format!(
-                "{} {}: offer the subprotocol {WS_SUBPROTOCOL}",
-                code.as_u16(),
-                code.name()
-            )));
-            *refused.status_mut() = StatusCode::BAD_REQUEST;
-            return Err(refused);
-        }
-        if offers_ferry(request) {
-            flag.set(true);
-            response.headers_mut().insert(
-                header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(WS_SUBPROTOCOL),
-            );
-        }
+    let callback = move |request: &Request, response: Response| {
+        let (response, ferry) = answer_upgrade(request, response, &path)?;
+        flag.set(ferry);
         Ok(response)
     };
     let upgrade =
