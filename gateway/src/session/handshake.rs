@@ -76,6 +76,7 @@ pub fn reject_transport(e: TransportError) -> Reject {
             ErrorCode::TextNotSupported,
             "Ferry frames are binary WebSocket messages".into(),
         ),
+        TransportError::Malformed(why) => Reject::Error(ErrorCode::MalformedFrame, why),
         _ => Reject::Gone,
     }
 }

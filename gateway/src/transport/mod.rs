@@ -20,6 +20,10 @@ pub enum TransportError {
     /// Peer: a message larger than the frame limit.
     #[error("message larger than the frame limit")]
     TooLarge,
+    /// Peer: bytes that break the transport's framing (WebSocket framing
+    /// rules, an invalid QUIC length prefix), so no frame can be read.
+    #[error("invalid framing: {0}")]
+    Malformed(String),
     /// Peer or network: the connection failed.
     #[error("connection failed: {0}")]
     Failed(String),

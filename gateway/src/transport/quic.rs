@@ -294,7 +294,9 @@ impl FrameIo for QuicIo {
                 Err(ferry_protocol::DecodeError::Oversize { .. }) => {
                     return Err(TransportError::TooLarge);
                 }
-                Err(e) => return Err(TransportError::Failed(e.to_string())),
+                // An invalid varint prefix: the peer's fault, and a reason
+                // it must hear (100) rather than a bare close.
+                Err(e) => return Err(TransportError::Malformed(e.to_string())),
             }
             // read_chunk is cancel-safe: data leaves the stream only when
             // the call completes.
