@@ -162,7 +162,14 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
             keys
         ]
     );
-    compare!(paths, "ops", Ops, ops, &new.ops, [api_key]);
+    compare!(
+        paths,
+        "ops",
+        Ops,
+        ops,
+        &new.ops,
+        [api_key, max_connections, idle_timeout]
+    );
     compare!(paths, "log", Log, log, &new.log, [level, format]);
     compare!(
         paths,

@@ -383,6 +383,8 @@ pub(crate) struct RawJwtKey {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawOps {
     pub api_key: Field<SecretText>,
+    pub max_connections: Field<i64>,
+    pub idle_timeout: Field<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

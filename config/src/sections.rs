@@ -449,11 +449,27 @@ impl fmt::Debug for Secret {
 }
 
 /// `[ops]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ops {
     /// Bearer key of the publish API (>= 16 characters); `None` makes the
     /// publish API answer 401 to everything.
     pub api_key: Option<Secret>,
+    /// Ops connections open at once (1..=65536); when full, a new one
+    /// closes the connection idle the longest, so a probe always gets in.
+    pub max_connections: usize,
+    /// Longest a connection may take to send a request's headers, counted
+    /// from accept or from the previous response (keep-alive idle).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            max_connections: 256,
+            idle_timeout: secs(10),
+        }
+    }
 }
 
 /// `[log]`.

@@ -29,6 +29,11 @@ pub struct Settings {
     pub ops_listen: Option<SocketAddr>,
     /// Key for the ops admin API (`/v1/*`); `None` keeps that API closed.
     pub ops_api_key: Option<crate::ops::ApiKey>,
+    /// Ops connections open at once; a new one evicts the longest idle.
+    pub ops_max_connections: usize,
+    /// Time an ops connection has to send request headers (also the
+    /// keep-alive idle timeout).
+    pub ops_idle_timeout: Duration,
     /// Where the dev certificate and the control socket live.
     pub data_dir: PathBuf,
     /// How long a graceful drain waits for clients to leave.
@@ -107,6 +112,8 @@ impl Default for Settings {
             quic_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4433))),
             ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
             ops_api_key: None,
+            ops_max_connections: 256,
+            ops_idle_timeout: Duration::from_secs(10),
             data_dir: PathBuf::from("ferry-data"),
             drain_timeout: Duration::from_secs(10),
             decode: DecodeLimits::default(),
@@ -161,6 +168,8 @@ impl Settings {
                 .api_key
                 .as_ref()
                 .and_then(|k| crate::ops::ApiKey::new(k.expose())),
+            ops_max_connections: c.ops.max_connections,
+            ops_idle_timeout: c.ops.idle_timeout,
             data_dir: c.server.data_dir.clone(),
             drain_timeout: c.server.drain_timeout,
             decode: DecodeLimits {
@@ -234,6 +243,8 @@ mod tests {
         assert_eq!(from_config.replay, d.replay);
         assert_eq!(from_config.resume_window, d.resume_window);
         assert_eq!(from_config.outbound_queue_bytes, d.outbound_queue_bytes);
+        assert_eq!(from_config.ops_max_connections, d.ops_max_connections);
+        assert_eq!(from_config.ops_idle_timeout, d.ops_idle_timeout);
         assert!(from_config.auth.is_none() && d.auth.is_none());
         assert_eq!(from_config.refresh_before, d.refresh_before);
         assert_eq!(from_config.refresh_grace, d.refresh_grace);

@@ -11,6 +11,38 @@ use anyhow::{Context, bail};
 
 static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
 
+/// Raises this process's soft limit on open files to its hard limit and
+/// returns the limit now in force. Tests that hold many sockets call it
+/// first: the default soft limit of a fresh machine is often 1,024. The
+/// gateways a test starts afterwards inherit the raised limit.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into a struct we own and pass
+    // by a valid mutable pointer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one `rlimit` from a struct we own.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// How to start a gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
