@@ -95,6 +95,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
             max_channel_len,
             max_subscriptions,
             max_connections,
+            max_pending_handshakes,
             outbound_queue,
             publish_rate,
             publish_burst

@@ -316,6 +316,7 @@ pub(crate) struct RawLimits {
     pub max_channel_len: Field<i64>,
     pub max_subscriptions: Field<i64>,
     pub max_connections: Field<i64>,
+    pub max_pending_handshakes: Field<i64>,
     pub outbound_queue: Field<ByteSize>,
     pub publish_rate: Field<i64>,
     pub publish_burst: Field<i64>,

@@ -188,6 +188,11 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Concurrent sessions over all workers (>= 1).
     pub max_connections: usize,
+    /// Connections per worker still in their handshake (accepted, no
+    /// HELLO yet); when full, a new one sheds the oldest. `0` (default):
+    /// a quarter of the open-files limit shared among the workers, within
+    /// 16..=1024.
+    pub max_pending_handshakes: usize,
     /// Bytes queued to one session before it is a slow consumer and is
     /// disconnected (>= `max_frame_size`).
     pub outbound_queue: ByteSize,
@@ -204,6 +209,7 @@ impl Default for Limits {
             max_channel_len: 128,
             max_subscriptions: 64,
             max_connections: 100_000,
+            max_pending_handshakes: 0,
             outbound_queue: ByteSize::kib(256),
             publish_rate: None,
             publish_burst: nonzero(100),
@@ -214,7 +220,8 @@ impl Default for Limits {
 /// `[session]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// Time from connect to a completed handshake.
+    /// Time from accept to HELLO: one deadline over every phase (TCP,
+    /// TLS, HTTP upgrade or QUIC stream, HELLO).
     pub handshake_timeout: Duration,
     /// How often each side sends a heartbeat when idle.
     pub heartbeat_interval: Duration,

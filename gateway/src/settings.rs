@@ -44,9 +44,12 @@ pub struct Settings {
     pub max_subscriptions: usize,
     /// Most concurrent connections for the whole gateway.
     pub max_connections: usize,
+    /// Most connections per worker still in their handshake (resolved:
+    /// never 0).
+    pub max_pending_handshakes: usize,
     /// Unsent bytes after which a session is a slow consumer.
     pub outbound_queue_bytes: usize,
-    /// HELLO must arrive within this.
+    /// HELLO must arrive within this of accept, all phases together.
     pub handshake_timeout: Duration,
     /// The client must send something at least this often.
     pub heartbeat_interval: Duration,
@@ -104,8 +107,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers,
             ws_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
             wss_listen: None,
@@ -119,6 +123,7 @@ impl Default for Settings {
             decode: DecodeLimits::default(),
             max_subscriptions: 64,
             max_connections: 100_000,
+            max_pending_handshakes: crate::transport::pending::per_worker_bound(0, workers),
             outbound_queue_bytes: 256 * 1024,
             handshake_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(25),
@@ -178,6 +183,10 @@ impl Settings {
             },
             max_subscriptions: c.limits.max_subscriptions,
             max_connections: c.limits.max_connections,
+            max_pending_handshakes: crate::transport::pending::per_worker_bound(
+                c.limits.max_pending_handshakes,
+                c.server.workers.count(),
+            ),
             outbound_queue_bytes: c.limits.outbound_queue.as_usize(),
             handshake_timeout: c.session.handshake_timeout,
             heartbeat_interval: c.session.heartbeat_interval,
@@ -244,6 +253,7 @@ mod tests {
         assert_eq!(from_config.resume_window, d.resume_window);
         assert_eq!(from_config.outbound_queue_bytes, d.outbound_queue_bytes);
         assert_eq!(from_config.ops_max_connections, d.ops_max_connections);
+        assert_eq!(from_config.max_pending_handshakes, d.max_pending_handshakes);
         assert_eq!(from_config.ops_idle_timeout, d.ops_idle_timeout);
         assert!(from_config.auth.is_none() && d.auth.is_none());
         assert_eq!(from_config.refresh_before, d.refresh_before);

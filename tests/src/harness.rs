@@ -55,6 +55,8 @@ pub struct GatewayOptions {
     /// Use this data directory (shared with another gateway for an
     /// upgrade) instead of a fresh one.
     pub data_dir: Option<PathBuf>,
+    /// The gateway's limit on open files, when the test needs a small one.
+    pub open_files: Option<u64>,
 }
 
 impl Default for GatewayOptions {
@@ -64,6 +66,7 @@ impl Default for GatewayOptions {
             args: Vec::new(),
             env: Vec::new(),
             data_dir: None,
+            open_files: None,
         }
     }
 }
@@ -86,6 +89,12 @@ impl GatewayOptions {
     pub fn takeover_from(mut self, data_dir: &std::path::Path) -> Self {
         self.data_dir = Some(data_dir.to_path_buf());
         self.args.push("--takeover".to_owned());
+        self
+    }
+
+    /// Runs the gateway with at most `n` open files (soft and hard).
+    pub fn open_files(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
         self
     }
 
@@ -125,7 +134,19 @@ impl Gateway {
                 NEXT_LOG.fetch_add(1, Ordering::Relaxed)
             ))
         });
-        let mut cmd = Command::new(bin);
+        let mut cmd = match options.open_files {
+            None => Command::new(bin),
+            Some(n) => {
+                // The shell sets the limit, then becomes the gateway (same
+                // pid), which needs no unsafe pre_exec hook here.
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg("ulimit -n \"$0\" && exec \"$@\"")
+                    .arg(n.to_string())
+                    .arg(bin);
+                sh
+            }
+        };
         cmd.arg("--ws")
             .arg("127.0.0.1:0")
             .arg("--ops")

@@ -136,7 +136,12 @@ impl RawQuic {
 
     /// Whether the server closes the connection within 5 s.
     pub async fn is_closed_by_server(&self) -> bool {
-        tokio::time::timeout(Duration::from_secs(5), self.connection.closed())
+        self.closed_within(Duration::from_secs(5)).await
+    }
+
+    /// Whether the connection ends within `limit`.
+    pub async fn closed_within(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.connection.closed())
             .await
             .is_ok()
     }

@@ -32,6 +32,11 @@ pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A masked client frame with FIN set.
+fn frame_bytes(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(opcode, payload, true)
+}
+
 /// One client frame: FIN set, masked with a fixed key unless `masked` is
 /// false (which a server must refuse).
 pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
@@ -159,15 +164,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawWs<S> {
         }
     }
 
+    /// Waits at most `limit` for the server to send a frame or close:
+    /// `Some(Some(frame))`, `Some(None)` at the end of the stream, `None`
+    /// if nothing came.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Option<ServerFrame>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut scratch = [0u8; 4096];
+        loop {
+            if let Ok(Some(frame)) = self.parse() {
+                return Some(Some(frame));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(None),
+                Ok(Ok(n)) => self.buffer.extend_from_slice(&scratch[..n]),
+            }
+        }
+    }
+
     /// Reads until the stream ends (at most `limit`): `true` if it ended.
+    /// Answers a Close frame with its echo, as a real client does (the
+    /// server waits for it before closing TCP).
     pub async fn closed_within(&mut self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         let mut scratch = [0u8; 4096];
         loop {
+            // Frames that do not parse (a partial upgrade answer, say) are
+            // skipped: only the end of the stream matters here.
+            while let Ok(Some(frame)) = self.parse() {
+                if let ServerFrame::Close(code) = frame {
+                    let payload = code.map(u16::to_be_bytes).unwrap_or_default();
+                    let len = if code.is_some() { 2 } else { 0 };
+                    let _ = self
+                        .write(&frame_bytes(opcode::CLOSE, &payload[..len]))
+                        .await;
+                }
+            }
             match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
                 Err(_) => return false,
                 Ok(Ok(0) | Err(_)) => return true,
-                Ok(Ok(_)) => continue,
+                Ok(Ok(n)) => self.buffer.extend_from_slice(&scratch[..n]),
             }
         }
     }

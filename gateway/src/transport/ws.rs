@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_protocol::frame::WS_SUBPROTOCOL;
@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::pending::Pending;
 use super::{FrameIo, TransportError};
 use crate::runtime::worker::Worker;
 use crate::session::driver;
@@ -30,6 +31,8 @@ pub struct WsIo<S> {
     /// The client sent a Close frame: tungstenite has queued the echo, and
     /// nothing else may be sent.
     peer_closed: bool,
+    /// Until HELLO: the handshake's place among the worker's pending ones.
+    pending: Option<Pending>,
 }
 
 /// How long closing may take: the last frame, the Close frame, and the
@@ -37,10 +40,11 @@ pub struct WsIo<S> {
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
 
 impl<S> WsIo<S> {
-    fn new(ws: WebSocketStream<S>) -> Self {
+    fn new(ws: WebSocketStream<S>, pending: Pending) -> Self {
         Self {
             ws,
             peer_closed: false,
+            pending: Some(pending),
         }
     }
 }
@@ -127,6 +131,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo for WsIo<S> {
         };
         let _ = tokio::time::timeout(CLOSE_BUDGET, close).await;
     }
+
+    fn handshake_deadline(&self) -> Option<Instant> {
+        self.pending.as_ref().map(Pending::deadline)
+    }
+
+    fn handshake_done(&mut self) {
+        self.pending = None;
+    }
 }
 
 /// The tungstenite settings for one connection: small buffers while idle,
@@ -152,12 +164,18 @@ fn offers_ferry(request: &Request) -> bool {
         .any(|p| p.trim() == WS_SUBPROTOCOL)
 }
 
-/// Serves one accepted stream (plain TCP or TLS) until it closes.
-pub async fn serve<S>(worker: Rc<Worker>, stream: S, transport: &'static str, peer: SocketAddr)
-where
+/// Serves one accepted stream (plain TCP or TLS) until it closes; the
+/// handshake, up to HELLO, must be done by `pending`'s deadline.
+pub async fn serve<S>(
+    worker: Rc<Worker>,
+    stream: S,
+    transport: &'static str,
+    peer: SocketAddr,
+    pending: Pending,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = std::time::Instant::now();
+    let started = pending.accepted();
     let settings = worker.settings();
     let path = settings.ws_path.clone();
     let subprotocol_ok = Rc::new(Cell::new(false));
@@ -199,7 +217,7 @@ where
     };
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&worker)));
-    let ws = match tokio::time::timeout(settings.handshake_timeout, upgrade).await {
+    let ws = match tokio::time::timeout_at(pending.deadline().into(), upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!("websocket upgrade failed: {e}");
@@ -214,7 +232,7 @@ where
             return;
         }
     };
-    let mut io = WsIo::new(ws);
+    let mut io = WsIo::new(ws, pending);
     if !subprotocol_ok.get() {
         let code = ErrorCode::WrongSubprotocol;
         crate::metrics::count_error(code);
