@@ -217,6 +217,11 @@ pub async fn serve(listener: tokio::net::TcpListener, context: Arc<OpsContext>) 
                     let idle_timeout = settings.ops_idle_timeout;
                     let task = tokio::spawn(serve_connection(stream, context.clone(), ticket, idle_timeout));
                     connections.attach(id, task.abort_handle());
+                    // Let the new connection read its request before the
+                    // next accept: under a flood, a probe whose request is
+                    // already in is then marked busy before newer
+                    // connections can push it out of the table.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
