@@ -105,6 +105,7 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
             max_connections,
             max_sessions,
             memory_budget,
+            max_pending_handshakes,
             outbound_queue,
             publish_rate,
             publish_burst
@@ -171,7 +172,14 @@ pub(crate) fn diff(old: &Config, new: &Config) -> ConfigDiff {
             keys
         ]
     );
-    compare!(paths, "ops", Ops, ops, &new.ops, [api_key]);
+    compare!(
+        paths,
+        "ops",
+        Ops,
+        ops,
+        &new.ops,
+        [api_key, max_connections, idle_timeout]
+    );
     compare!(paths, "log", Log, log, &new.log, [level, format]);
     compare!(
         paths,

@@ -333,6 +333,7 @@ pub(crate) struct RawLimits {
     pub max_connections: Field<i64>,
     pub max_sessions: Field<i64>,
     pub memory_budget: Field<ByteSize>,
+    pub max_pending_handshakes: Field<i64>,
     pub outbound_queue: Field<ByteSize>,
     pub publish_rate: Field<i64>,
     pub publish_burst: Field<i64>,
@@ -401,6 +402,8 @@ pub(crate) struct RawJwtKey {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawOps {
     pub api_key: Field<SecretText>,
+    pub max_connections: Field<i64>,
+    pub idle_timeout: Field<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -199,6 +199,11 @@ pub struct Limits {
     /// Bytes of session, replay-log and channel state one worker keeps
     /// before it sheds detached sessions (oldest first) and idle channels.
     pub memory_budget: ByteSize,
+    /// Connections per worker still in their handshake (accepted, no
+    /// HELLO yet); when full, a new one sheds the oldest. `0` (default):
+    /// a quarter of the open-files limit shared among the workers, within
+    /// 16..=1024.
+    pub max_pending_handshakes: usize,
     /// Bytes queued to one session before it is a slow consumer and is
     /// disconnected (>= `max_frame_size`).
     pub outbound_queue: ByteSize,
@@ -217,6 +222,7 @@ impl Default for Limits {
             max_connections: 100_000,
             max_sessions: 100_000,
             memory_budget: ByteSize::gib(1),
+            max_pending_handshakes: 0,
             outbound_queue: ByteSize::kib(256),
             publish_rate: None,
             publish_burst: nonzero(100),
@@ -227,7 +233,8 @@ impl Default for Limits {
 /// `[session]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// Time from connect to a completed handshake.
+    /// Time from accept to HELLO: one deadline over every phase (TCP,
+    /// TLS, HTTP upgrade or QUIC stream, HELLO).
     pub handshake_timeout: Duration,
     /// How often each side sends a heartbeat when idle.
     pub heartbeat_interval: Duration,
@@ -463,11 +470,27 @@ impl fmt::Debug for Secret {
 }
 
 /// `[ops]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ops {
     /// Bearer key of the publish API (>= 16 characters); `None` makes the
     /// publish API answer 401 to everything.
     pub api_key: Option<Secret>,
+    /// Ops connections open at once (1..=65536); when full, a new one
+    /// closes the connection idle the longest, so a probe always gets in.
+    pub max_connections: usize,
+    /// Longest a connection may take to send a request's headers, counted
+    /// from accept or from the previous response (keep-alive idle).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            max_connections: 256,
+            idle_timeout: secs(10),
+        }
+    }
 }
 
 /// `[log]`.

@@ -31,6 +31,11 @@ pub struct Settings {
     pub ops_listen: Option<SocketAddr>,
     /// Key for the ops admin API (`/v1/*`); `None` keeps that API closed.
     pub ops_api_key: Option<crate::ops::ApiKey>,
+    /// Ops connections open at once; a new one evicts the longest idle.
+    pub ops_max_connections: usize,
+    /// Time an ops connection has to send request headers (also the
+    /// keep-alive idle timeout).
+    pub ops_idle_timeout: Duration,
     /// Where the dev certificate and the control socket live.
     pub data_dir: PathBuf,
     /// How long a graceful drain waits for clients to leave.
@@ -45,9 +50,12 @@ pub struct Settings {
     pub max_sessions: usize,
     /// Bytes of session and channel state one worker keeps before shedding.
     pub memory_budget: usize,
+    /// Most connections per worker still in their handshake (resolved:
+    /// never 0).
+    pub max_pending_handshakes: usize,
     /// Unsent bytes after which a session is a slow consumer.
     pub outbound_queue_bytes: usize,
-    /// HELLO must arrive within this.
+    /// HELLO must arrive within this of accept, all phases together.
     pub handshake_timeout: Duration,
     /// The client must send something at least this often.
     pub heartbeat_interval: Duration,
@@ -107,8 +115,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers,
             pin_workers: false,
             ws_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
@@ -116,6 +125,8 @@ impl Default for Settings {
             quic_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4433))),
             ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
             ops_api_key: None,
+            ops_max_connections: 256,
+            ops_idle_timeout: Duration::from_secs(10),
             data_dir: PathBuf::from("ferry-data"),
             drain_timeout: Duration::from_secs(10),
             decode: DecodeLimits::default(),
@@ -123,6 +134,7 @@ impl Default for Settings {
             max_connections: 100_000,
             max_sessions: 100_000,
             memory_budget: 1 << 30,
+            max_pending_handshakes: crate::transport::pending::per_worker_bound(0, workers),
             outbound_queue_bytes: 256 * 1024,
             handshake_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(25),
@@ -174,6 +186,8 @@ impl Settings {
                 .api_key
                 .as_ref()
                 .and_then(|k| crate::ops::ApiKey::new(k.expose())),
+            ops_max_connections: c.ops.max_connections,
+            ops_idle_timeout: c.ops.idle_timeout,
             data_dir: c.server.data_dir.clone(),
             drain_timeout: c.server.drain_timeout,
             decode: DecodeLimits {
@@ -184,6 +198,10 @@ impl Settings {
             max_connections: c.limits.max_connections,
             max_sessions: c.limits.max_sessions,
             memory_budget: c.limits.memory_budget.as_usize(),
+            max_pending_handshakes: crate::transport::pending::per_worker_bound(
+                c.limits.max_pending_handshakes,
+                c.server.workers.count(),
+            ),
             outbound_queue_bytes: c.limits.outbound_queue.as_usize(),
             handshake_timeout: c.session.handshake_timeout,
             heartbeat_interval: c.session.heartbeat_interval,
@@ -251,6 +269,9 @@ mod tests {
         assert_eq!(from_config.replay, d.replay);
         assert_eq!(from_config.resume_window, d.resume_window);
         assert_eq!(from_config.outbound_queue_bytes, d.outbound_queue_bytes);
+        assert_eq!(from_config.ops_max_connections, d.ops_max_connections);
+        assert_eq!(from_config.max_pending_handshakes, d.max_pending_handshakes);
+        assert_eq!(from_config.ops_idle_timeout, d.ops_idle_timeout);
         assert!(from_config.auth.is_none() && d.auth.is_none());
         assert_eq!(from_config.refresh_before, d.refresh_before);
         assert_eq!(from_config.refresh_grace, d.refresh_grace);

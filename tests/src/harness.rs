@@ -11,6 +11,38 @@ use anyhow::{Context, bail};
 
 static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
 
+/// Raises this process's soft limit on open files to its hard limit and
+/// returns the limit now in force. Tests that hold many sockets call it
+/// first: the default soft limit of a fresh machine is often 1,024. The
+/// gateways a test starts afterwards inherit the raised limit.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into a struct we own and pass
+    // by a valid mutable pointer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one `rlimit` from a struct we own.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// How to start a gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -23,6 +55,8 @@ pub struct GatewayOptions {
     /// Use this data directory (shared with another gateway for an
     /// upgrade) instead of a fresh one.
     pub data_dir: Option<PathBuf>,
+    /// The gateway's limit on open files, when the test needs a small one.
+    pub open_files: Option<u64>,
 }
 
 impl Default for GatewayOptions {
@@ -32,6 +66,7 @@ impl Default for GatewayOptions {
             args: Vec::new(),
             env: Vec::new(),
             data_dir: None,
+            open_files: None,
         }
     }
 }
@@ -54,6 +89,12 @@ impl GatewayOptions {
     pub fn takeover_from(mut self, data_dir: &std::path::Path) -> Self {
         self.data_dir = Some(data_dir.to_path_buf());
         self.args.push("--takeover".to_owned());
+        self
+    }
+
+    /// Runs the gateway with at most `n` open files (soft and hard).
+    pub fn open_files(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
         self
     }
 
@@ -93,7 +134,19 @@ impl Gateway {
                 NEXT_LOG.fetch_add(1, Ordering::Relaxed)
             ))
         });
-        let mut cmd = Command::new(bin);
+        let mut cmd = match options.open_files {
+            None => Command::new(bin),
+            Some(n) => {
+                // The shell sets the limit, then becomes the gateway (same
+                // pid), which needs no unsafe pre_exec hook here.
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg("ulimit -n \"$0\" && exec \"$@\"")
+                    .arg(n.to_string())
+                    .arg(bin);
+                sh
+            }
+        };
         cmd.arg("--ws")
             .arg("127.0.0.1:0")
             .arg("--ops")

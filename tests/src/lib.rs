@@ -7,6 +7,8 @@
 pub mod harness;
 pub mod http;
 pub mod raw;
+pub mod raw_quic;
+pub mod raw_ws;
 pub mod sdk;
 
 /// The path of the gateway binary built for these tests.

@@ -7,15 +7,56 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use ferry_protocol::{DecodeLimits, Frame, Hello};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// A raw WebSocket connection to the gateway.
-pub struct RawClient {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+/// A raw WebSocket connection to the gateway, over plain TCP unless `S`
+/// says otherwise (see [`RawClient::connect_wss`]).
+pub struct RawClient<S = MaybeTlsStream<TcpStream>> {
+    ws: WebSocketStream<S>,
+}
+
+/// How the server answered a client's Close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseAnswer {
+    /// The server echoed a Close frame with this code (RFC 6455 §5.5.1).
+    Echoed(u16),
+    /// The server echoed a Close frame without a status code.
+    EchoedEmpty,
+    /// The connection ended without a Close frame: what a browser reports
+    /// as 1006 (abnormal closure).
+    Abnormal(String),
+}
+
+impl RawClient<tokio_rustls::client::TlsStream<TcpStream>> {
+    /// Connects over TLS to `url` (`wss://localhost:PORT/ws`), trusting
+    /// the certificate in `ca`, offering `ferry.v1`.
+    pub async fn connect_wss(url: &str, ca: &std::path::Path) -> anyhow::Result<Self> {
+        let request = url.into_client_request()?;
+        let port = request.uri().port_u16().context("the URL has no port")?;
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .context("tcp connect")?;
+        let tls = crate::raw_quic::tls_connector(ca, b"http/1.1")?
+            .connect(rustls::pki_types::ServerName::try_from("localhost")?, tcp)
+            .await
+            .context("TLS handshake")?;
+        let mut request = request;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("ferry.v1"),
+        );
+        let (ws, _) = tokio_tungstenite::client_async(request, tls)
+            .await
+            .context("websocket upgrade")?;
+        Ok(Self { ws })
+    }
 }
 
 impl RawClient {
@@ -92,7 +133,9 @@ impl RawClient {
             other => bail!("expected WELCOME, got {other:?}"),
         }
     }
+}
 
+impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
     /// Drops the connection without a close frame, like a dead network.
     pub fn kill(self) {
         drop(self);
@@ -166,6 +209,32 @@ impl RawClient {
                 Err(_) => return false,
                 Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
                 Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Starts the WebSocket close handshake with `code`, then reads (at
+    /// most 5 s) until the server answers it.
+    pub async fn close_with(&mut self, code: u16) -> CloseAnswer {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: "client leaves".into(),
+        };
+        if let Err(e) = self.ws.close(Some(frame)).await {
+            return CloseAnswer::Abnormal(format!("sending the close failed: {e}"));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return CloseAnswer::Abnormal("no answer within 5 s".into()),
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return CloseAnswer::Echoed(u16::from(frame.code));
+                }
+                Ok(Some(Ok(Message::Close(None)))) => return CloseAnswer::EchoedEmpty,
+                // Frames the server sent before it saw the close.
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => return CloseAnswer::Abnormal(e.to_string()),
+                Ok(None) => return CloseAnswer::Abnormal("closed without a Close frame".into()),
             }
         }
     }

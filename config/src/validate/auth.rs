@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{COUNT_CEILING, Checker, nonzero_u32};
+use super::{COUNT_CEILING, Checker, as_usize, nonzero_u32};
 use crate::schema::{Field, RawConfig, RawJwtKey};
 use crate::sections::{Algorithm, Auth, AuthMode, JwtKey, KeyMaterial, Ops, Secret};
 
@@ -177,7 +177,26 @@ pub(super) fn ops(c: &mut Checker, raw: &RawConfig) -> Ops {
             Ok(Some(Secret::new(k.0.clone())))
         }
     });
+    let d = Ops::default();
     Ops {
         api_key: api_key.value,
+        max_connections: as_usize(
+            c.count(
+                "ops.max_connections",
+                &raw.ops.max_connections,
+                d.max_connections as u64,
+                1,
+                65_536,
+            )
+            .value,
+        ),
+        idle_timeout: c
+            .duration(
+                "ops.idle_timeout",
+                &raw.ops.idle_timeout,
+                d.idle_timeout,
+                false,
+            )
+            .value,
     }
 }

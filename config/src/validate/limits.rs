@@ -98,6 +98,16 @@ pub(super) fn limits(c: &mut Checker, raw: &RawConfig) -> Limits {
                 ByteSize::mib(1),
             )
             .value,
+        max_pending_handshakes: as_usize(
+            c.count(
+                "limits.max_pending_handshakes",
+                &r.max_pending_handshakes,
+                d.max_pending_handshakes as u64,
+                0,
+                1_000_000,
+            )
+            .value,
+        ),
         outbound_queue: outbound_queue.value,
         publish_rate: u32::try_from(rate).ok().and_then(NonZeroU32::new),
         publish_burst: nonzero_u32(burst, d.publish_burst),

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -14,20 +14,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::ApiKey;
+use super::connections::{Connections, Ticket};
 use crate::phase::Phase;
 use crate::runtime::mesh::Mesh;
 use crate::settings::Settings;
-
-/// Most ops connections served at once; more are closed at accept. Probes
-/// and scrapes need a handful; the bound keeps a misbehaving client from
-/// piling up tasks on the ops thread.
-const MAX_CONNECTIONS: usize = 256;
-
-/// A client must send its request headers within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client must send its whole request body within this.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,18 +200,28 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 
 /// Accepts ops connections until the server stops.
 pub async fn serve(listener: tokio::net::TcpListener, context: Arc<OpsContext>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::default());
     let mut phase = context.phase.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    // Read per connection: both apply live on reload.
+                    let settings = context.settings();
+                    let Some(ticket) = connections.admit(settings.ops_max_connections, Instant::now()) else {
                         // Dropping the stream closes it; the client retries.
-                        tracing::warn!("ops listener at its connection limit; closing a connection");
+                        tracing::warn!("ops listener: every connection has a request in progress; closing a new one");
                         continue;
                     };
-                    tokio::spawn(serve_connection(stream, context.clone(), permit));
+                    let id = ticket.id();
+                    let idle_timeout = settings.ops_idle_timeout;
+                    let task = tokio::spawn(serve_connection(stream, context.clone(), ticket, idle_timeout));
+                    connections.attach(id, task.abort_handle());
+                    // Let the new connection read its request before the
+                    // next accept: under a flood, a probe whose request is
+                    // already in is then marked busy before newer
+                    // connections can push it out of the table.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -235,15 +238,27 @@ pub async fn serve(listener: tokio::net::TcpListener, context: Arc<OpsContext>) 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     context: Arc<OpsContext>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    ticket: Ticket,
+    idle_timeout: Duration,
 ) {
+    let ticket = Arc::new(ticket);
     let service = hyper::service::service_fn(move |request| {
         let context = context.clone();
-        async move { Ok::<_, Infallible>(route(request, &context).await) }
+        // hyper calls the service once the request head is in: from here
+        // to the response the connection is not idle, so not evicted.
+        let busy = ticket.busy();
+        async move {
+            let response = route(request, &context).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
+    // hyper restarts the header timer before every request, so this one
+    // timeout bounds a fresh connection, a keep-alive one between requests
+    // and a slowloris dribbling its headers.
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(idle_timeout)
         .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = connection.await {
         tracing::debug!("ops connection ended: {e}");

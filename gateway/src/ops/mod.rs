@@ -12,10 +12,13 @@
 //!
 //! - [`http`]: the hyper server, routing, authentication, body limits and
 //!   JSON errors;
+//! - [`connections`]: the bounded connection table (a new connection evicts
+//!   the longest-idle one, so probes answer under a flood);
 //! - [`publish_api`]: `POST /v1/publish`;
 //! - [`disconnect`]: `POST /v1/disconnect` and its worker side;
 //! - [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`.
 
+pub mod connections;
 pub mod disconnect;
 pub mod http;
 pub mod metrics_endpoint;

@@ -471,7 +471,7 @@ impl Connection<'_> {
             Frame::Ack { seq } => self.with_session(|s| {
                 s.log_mut()
                     .ack(seq)
-                    .map_err(|e| End::Violation(ErrorCode::InvalidAck, seq, e.to_string()))
+                    .map_err(|e| End::Violation(ErrorCode::InvalidAck, 0, e.to_string()))
             }),
             Frame::Subscribe {
                 request_id,

@@ -34,18 +34,30 @@ pub enum Reject {
     Gone,
 }
 
-/// Waits (bounded by the handshake timeout) for the first frame, which
-/// must be a HELLO of a version we speak.
+/// Waits for the first frame, which must be a HELLO of a version we
+/// speak, until the handshake deadline the transport set at accept (the
+/// time spent in TLS and the upgrade counts against it).
 pub async fn read_hello<T: FrameIo>(worker: &Worker, io: &mut T) -> Result<Hello, Reject> {
     let settings = worker.settings();
-    let first = match tokio::time::timeout(settings.handshake_timeout, io.recv()).await {
+    let deadline = io
+        .handshake_deadline()
+        .unwrap_or_else(|| Instant::now() + settings.handshake_timeout);
+    let first = match tokio::time::timeout_at(deadline.into(), io.recv()).await {
         Err(_) => {
             return Err(Reject::Error(
                 ErrorCode::HandshakeTimeout,
-                format!("no HELLO within {:?}", settings.handshake_timeout),
+                format!(
+                    "no HELLO within {:?} of connecting",
+                    settings.handshake_timeout
+                ),
             ));
         }
-        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(Some(bytes))) => {
+            // From here on the connection is a session being attached,
+            // never shed: tearing that down midway could lose the session.
+            io.handshake_done();
+            bytes
+        }
         Ok(Ok(None)) => return Err(Reject::Gone),
         Ok(Err(e)) => return Err(reject_transport(e)),
     };
@@ -88,6 +100,7 @@ pub fn reject_transport(e: TransportError) -> Reject {
             ErrorCode::TextNotSupported,
             "Ferry frames are binary WebSocket messages".into(),
         ),
+        TransportError::Malformed(why) => Reject::Error(ErrorCode::MalformedFrame, why),
         _ => Reject::Gone,
     }
 }

@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::pending::{Pending, PendingHandshakes};
 use crate::runtime::worker::Worker;
 
 /// Binds a TCP listener with SO_REUSEPORT.
@@ -70,10 +71,12 @@ impl std::fmt::Debug for WorkerListeners {
 impl WorkerListeners {
     /// Starts an accept task per listener on the current worker.
     pub fn spawn_accept_loops(self, worker: &Rc<Worker>) {
+        // One bound for the worker, whichever transport a connection uses.
+        let pending = Rc::new(PendingHandshakes::default());
         for ws in self.ws {
             match tokio::net::TcpListener::from_std(ws) {
                 Ok(listener) => {
-                    tokio::task::spawn_local(accept_ws(worker.clone(), listener));
+                    tokio::task::spawn_local(accept_ws(worker.clone(), listener, pending.clone()));
                 }
                 Err(e) => tracing::error!(worker = worker.index, "cannot use ws listener: {e}"),
             }
@@ -81,7 +84,12 @@ impl WorkerListeners {
         for (wss, acceptor) in self.wss {
             match tokio::net::TcpListener::from_std(wss) {
                 Ok(listener) => {
-                    tokio::task::spawn_local(accept_wss(worker.clone(), listener, acceptor));
+                    tokio::task::spawn_local(accept_wss(
+                        worker.clone(),
+                        listener,
+                        acceptor,
+                        pending.clone(),
+                    ));
                 }
                 Err(e) => tracing::error!(worker = worker.index, "cannot use wss listener: {e}"),
             }
@@ -98,6 +106,7 @@ impl WorkerListeners {
                         worker.clone(),
                         endpoint,
                         config,
+                        pending.clone(),
                     ));
                 }
                 Err(e) => tracing::error!(worker = worker.index, "cannot start QUIC endpoint: {e}"),
@@ -106,10 +115,41 @@ impl WorkerListeners {
     }
 }
 
+/// Counts a connection accepted now into the worker's pending handshakes
+/// (shedding the oldest if full) and starts `task` for it.
+pub fn spawn_pending<F>(
+    worker: &Worker,
+    pending: &Rc<PendingHandshakes>,
+    transport: &'static str,
+    task: impl FnOnce(Pending) -> F,
+) where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    let settings = worker.settings();
+    let accepted = Instant::now();
+    let (ticket, shed) = pending.admit(
+        settings.max_pending_handshakes,
+        transport,
+        accepted,
+        accepted + settings.handshake_timeout,
+    );
+    if shed > 0 {
+        tracing::debug!(
+            worker = worker.index,
+            shed,
+            "pending handshakes at their bound: shed the oldest"
+        );
+    }
+    let id = ticket.id();
+    let handle = tokio::task::spawn_local(task(ticket));
+    pending.attach(id, handle.abort_handle());
+}
+
 async fn accept_wss(
     worker: Rc<Worker>,
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
+    pending: Rc<PendingHandshakes>,
 ) {
     let mut phase = worker.shared.phase.clone();
     while accepting(&mut phase).await {
@@ -117,12 +157,14 @@ async fn accept_wss(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let worker = worker.clone();
                     let acceptor = acceptor.clone();
-                    tokio::task::spawn_local(async move {
-                        let timeout = worker.settings().handshake_timeout;
-                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => crate::transport::ws::serve(worker, tls, "wss", peer).await,
+                    let task_worker = worker.clone();
+                    spawn_pending(&worker, &pending, "wss", move |ticket| async move {
+                        let deadline = ticket.deadline().into();
+                        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                crate::transport::ws::serve(task_worker, tls, "wss", peer, ticket).await;
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!("TLS handshake failed: {e}");
                                 crate::metrics::count_handshake("wss", "tls_failed");
@@ -153,7 +195,11 @@ pub async fn accepting(phase: &mut tokio::sync::watch::Receiver<crate::phase::Ph
     }
 }
 
-async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
+async fn accept_ws(
+    worker: Rc<Worker>,
+    listener: tokio::net::TcpListener,
+    pending: Rc<PendingHandshakes>,
+) {
     let mut phase = worker.shared.phase.clone();
     while accepting(&mut phase).await {
         tokio::select! {
@@ -161,7 +207,10 @@ async fn accept_ws(worker: Rc<Worker>, listener: tokio::net::TcpListener) {
                 Ok((stream, peer)) => {
                     tracing::trace!(worker = worker.index, %peer, "accepted");
                     let _ = stream.set_nodelay(true);
-                    tokio::task::spawn_local(crate::transport::ws::serve(worker.clone(), stream, "ws", peer));
+                    let task_worker = worker.clone();
+                    spawn_pending(&worker, &pending, "ws", move |ticket| {
+                        crate::transport::ws::serve(task_worker, stream, "ws", peer, ticket)
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.

@@ -3,9 +3,12 @@
 //! share one session layer.
 
 pub mod listener;
+pub mod pending;
 pub mod quic;
 pub mod tls;
 pub mod ws;
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -20,6 +23,10 @@ pub enum TransportError {
     /// Peer: a message larger than the frame limit.
     #[error("message larger than the frame limit")]
     TooLarge,
+    /// Peer: bytes that break the transport's framing (WebSocket framing
+    /// rules, an invalid QUIC length prefix), so no frame can be read.
+    #[error("invalid framing: {0}")]
+    Malformed(String),
     /// Peer or network: the connection failed.
     #[error("connection failed: {0}")]
     Failed(String),
@@ -37,4 +44,16 @@ pub trait FrameIo {
 
     /// Sends `last` if given, then closes; best effort and bounded in time.
     async fn close(&mut self, last: Option<Bytes>);
+
+    /// Until HELLO has arrived: when it must have, one deadline counted
+    /// from accept over every phase of the handshake. `None` when the
+    /// transport did not set one (then the handshake timeout counts from
+    /// now).
+    fn handshake_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// HELLO has arrived: the connection stops being a pending handshake,
+    /// which may be shed to make room (see [`pending`]).
+    fn handshake_done(&mut self) {}
 }

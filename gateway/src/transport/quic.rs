@@ -24,6 +24,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{ConnectionIdGenerator, EndpointConfig, IdleTimeout, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::pending::{Pending, PendingHandshakes};
 use super::{FrameIo, TransportError};
 use crate::runtime::worker::Worker;
 use crate::session::driver;
@@ -205,6 +206,7 @@ pub async fn accept_loop(
     worker: Rc<Worker>,
     endpoint: quinn::Endpoint,
     config: quinn::ServerConfig,
+    pending: Rc<PendingHandshakes>,
 ) {
     let mut phase = worker.shared.phase.clone();
     while crate::transport::listener::accepting(&mut phase).await {
@@ -212,7 +214,10 @@ pub async fn accept_loop(
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    tokio::task::spawn_local(serve(worker.clone(), incoming));
+                    let task_worker = worker.clone();
+                    crate::transport::listener::spawn_pending(&worker, &pending, "quic", move |ticket| {
+                        serve(task_worker, incoming, ticket)
+                    });
                 }
                 None => break,
             },
@@ -224,9 +229,10 @@ pub async fn accept_loop(
     endpoint.wait_idle().await;
 }
 
-async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming) {
-    let started = Instant::now();
-    let timeout = worker.settings().handshake_timeout;
+async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming, pending: Pending) {
+    let started = pending.accepted();
+    // One deadline for the QUIC handshake, the stream and HELLO together.
+    let deadline = tokio::time::Instant::from(pending.deadline());
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
         Err(e) => {
@@ -235,7 +241,7 @@ async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let connection = match tokio::time::timeout(timeout, connecting).await {
+    let connection = match tokio::time::timeout_at(deadline, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::debug!("QUIC handshake failed: {e}");
@@ -247,7 +253,7 @@ async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let (send, recv) = match tokio::time::timeout(timeout, connection.accept_bi()).await {
+    let (send, recv) = match tokio::time::timeout_at(deadline, connection.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         _ => {
             crate::metrics::count_handshake("quic", "no_stream");
@@ -265,6 +271,7 @@ async fn serve(worker: Rc<Worker>, incoming: quinn::Incoming) {
         buffer: BytesMut::new(),
         out: BytesMut::new(),
         max_frame_size: worker.settings().decode.max_frame_size,
+        pending: Some(pending),
     };
     driver::run(worker, io, "quic", started, peer).await;
 }
@@ -277,6 +284,8 @@ pub struct QuicIo {
     buffer: BytesMut,
     out: BytesMut,
     max_frame_size: usize,
+    /// Until HELLO: the handshake's place among the worker's pending ones.
+    pending: Option<Pending>,
 }
 
 impl FrameIo for QuicIo {
@@ -294,7 +303,9 @@ impl FrameIo for QuicIo {
                 Err(ferry_protocol::DecodeError::Oversize { .. }) => {
                     return Err(TransportError::TooLarge);
                 }
-                Err(e) => return Err(TransportError::Failed(e.to_string())),
+                // An invalid varint prefix: the peer's fault, and a reason
+                // it must hear (100) rather than a bare close.
+                Err(e) => return Err(TransportError::Malformed(e.to_string())),
             }
             // read_chunk is cancel-safe: data leaves the stream only when
             // the call completes.
@@ -331,6 +342,14 @@ impl FrameIo for QuicIo {
         // shared UDP sockets soon, and the client resumes anyway.
         let _ = tokio::time::timeout(Duration::from_millis(200), close).await;
         self.connection.close(VarInt::from_u32(0), b"closed");
+    }
+
+    fn handshake_deadline(&self) -> Option<Instant> {
+        self.pending.as_ref().map(Pending::deadline)
+    }
+
+    fn handshake_done(&mut self) {
+        self.pending = None;
     }
 }
 

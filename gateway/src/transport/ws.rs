@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_protocol::frame::WS_SUBPROTOCOL;
@@ -11,6 +12,7 @@ use ferry_protocol::{ErrorCode, Frame};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -18,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::pending::Pending;
 use super::{FrameIo, TransportError};
 use crate::runtime::worker::Worker;
 use crate::session::driver;
@@ -25,19 +28,63 @@ use crate::session::driver;
 /// A WebSocket carrying Ferry frames.
 pub struct WsIo<S> {
     ws: WebSocketStream<S>,
+    /// The client sent a Close frame: tungstenite has queued the echo, and
+    /// nothing else may be sent.
+    peer_closed: bool,
+    /// Until HELLO: the handshake's place among the worker's pending ones.
+    pending: Option<Pending>,
+}
+
+/// How long closing may take: the last frame, the Close frame, and the
+/// client's answer to it.
+const CLOSE_BUDGET: Duration = Duration::from_secs(1);
+
+impl<S> WsIo<S> {
+    fn new(ws: WebSocketStream<S>, pending: Pending) -> Self {
+        Self {
+            ws,
+            peer_closed: false,
+            pending: Some(pending),
+        }
+    }
+}
+
+/// Maps a tungstenite read error: the client's fault (with the code
+/// PROTOCOL.md gives it) or a lost connection.
+fn read_error(e: WsError) -> TransportError {
+    match e {
+        WsError::Capacity(_) => TransportError::TooLarge,
+        // A text message whose bytes are not even UTF-8 is still a text
+        // message.
+        WsError::Utf8(_) => TransportError::TextMessage,
+        // The peer dropped the TCP connection: gone, not misbehaving.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            TransportError::Failed(e.to_string())
+        }
+        WsError::Protocol(p) => TransportError::Malformed(p.to_string()),
+        other => TransportError::Failed(other.to_string()),
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo for WsIo<S> {
     async fn recv(&mut self) -> Result<Option<Bytes>, TransportError> {
         loop {
             return match self.ws.next().await {
-                None | Some(Ok(Message::Close(_))) => Ok(None),
+                None => Ok(None),
+                Some(Ok(Message::Close(_))) => {
+                    // Echo the close at once (RFC 6455 §5.5.1): tungstenite
+                    // has queued the answer with the client's code, and
+                    // only a flush sends it. Without it the client sees
+                    // the TCP connection end with no Close (1006).
+                    self.peer_closed = true;
+                    let _ = tokio::time::timeout(CLOSE_BUDGET, self.ws.flush()).await;
+                    Ok(None)
+                }
                 Some(Ok(Message::Binary(bytes))) => Ok(Some(bytes)),
                 Some(Ok(Message::Text(_))) => Err(TransportError::TextMessage),
                 // tungstenite answers pings itself.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Err(WsError::Capacity(_))) => Err(TransportError::TooLarge),
-                Some(Err(e)) => Err(TransportError::Failed(e.to_string())),
+                Some(Err(e)) => Err(read_error(e)),
             };
         }
     }
@@ -57,18 +104,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo for WsIo<S> {
 
     async fn close(&mut self, last: Option<Bytes>) {
         let close = async {
+            if self.peer_closed {
+                // Only the echo is left to send (tungstenite refuses
+                // anything else after a Close); SinkExt::close flushes it.
+                let _ = SinkExt::close(&mut self.ws).await;
+                return;
+            }
             if let Some(frame) = last {
                 let _ = self.ws.feed(Message::Binary(frame)).await;
             }
-            let _ = self
+            let closed = self
                 .ws
                 .close(Some(CloseFrame {
                     code: CloseCode::Normal,
                     reason: "".into(),
                 }))
                 .await;
+            if closed.is_err() {
+                return;
+            }
+            // Wait for the client's Close before dropping the socket (RFC
+            // 6455 §7.1.1). Reading also takes in what the client sent
+            // meanwhile: a socket closed with unread bytes sends a reset,
+            // which may destroy the ERROR still in flight to the client.
+            while let Some(Ok(_)) = self.ws.next().await {}
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
+        let _ = tokio::time::timeout(CLOSE_BUDGET, close).await;
+    }
+
+    fn handshake_deadline(&self) -> Option<Instant> {
+        self.pending.as_ref().map(Pending::deadline)
+    }
+
+    fn handshake_done(&mut self) {
+        self.pending = None;
     }
 }
 
@@ -139,12 +208,18 @@ pub fn answer_upgrade(
     Ok((response, ferry))
 }
 
-/// Serves one accepted stream (plain TCP or TLS) until it closes.
-pub async fn serve<S>(worker: Rc<Worker>, stream: S, transport: &'static str, peer: SocketAddr)
-where
+/// Serves one accepted stream (plain TCP or TLS) until it closes; the
+/// handshake, up to HELLO, must be done by `pending`'s deadline.
+pub async fn serve<S>(
+    worker: Rc<Worker>,
+    stream: S,
+    transport: &'static str,
+    peer: SocketAddr,
+    pending: Pending,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = std::time::Instant::now();
+    let started = pending.accepted();
     let settings = worker.settings();
     let path = settings.ws_path.clone();
     let subprotocol_ok = Rc::new(Cell::new(false));
@@ -158,7 +233,7 @@ where
     };
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&worker)));
-    let ws = match tokio::time::timeout(settings.handshake_timeout, upgrade).await {
+    let ws = match tokio::time::timeout_at(pending.deadline().into(), upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!("websocket upgrade failed: {e}");
@@ -173,7 +248,7 @@ where
             return;
         }
     };
-    let mut io = WsIo { ws };
+    let mut io = WsIo::new(ws, pending);
     if !subprotocol_ok.get() {
         let code = ErrorCode::WrongSubprotocol;
         crate::metrics::count_error(code);
