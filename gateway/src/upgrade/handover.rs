@@ -173,8 +173,9 @@ async fn run(stream: UnixStream, ctx: &Handover<'_>) -> Result<u64, String> {
     send(ControlFrame::Channels(channels))?;
     while !sessions.is_empty() {
         let rest = sessions.split_off(sessions.len().min(SESSIONS_PER_FRAME));
+        let shipped = sessions.len() as u64;
         send(ControlFrame::Sessions(sessions))?;
-        metrics::counter!("ferry_upgrade_sessions_sent_total").increment(SESSIONS_PER_FRAME as u64);
+        metrics::counter!("ferry_upgrade_sessions_sent_total").increment(shipped);
         sessions = rest;
     }
     send(ControlFrame::Done { sessions: total })?;
