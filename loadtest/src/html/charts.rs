@@ -32,6 +32,8 @@ const P50: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const P99: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 const MAX: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 const MARK: RGBColor = RGBColor(0x70, 0x70, 0x70);
+/// The shade of a window between two marks (an upgrade).
+const WINDOW: RGBColor = RGBColor(0xff, 0xd7, 0x00);
 /// One colour per [`EventKind::ALL`].
 const EVENT_COLOURS: [RGBColor; 6] = [
     RGBColor(0x94, 0x67, 0xbd),
@@ -148,6 +150,15 @@ fn draw_marks<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
     (y_low, y_high): (f64, f64),
     chart_name: &'static str,
 ) -> Result<(), ChartError> {
+    for (from, to) in windows(data) {
+        let (from, to) = (from.clamp(0.0, x_max), to.clamp(0.0, x_max));
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(from, y_low), (to.max(from + 0.05), y_high)],
+                WINDOW.mix(0.25).filled(),
+            )))
+            .map_err(err(chart_name))?;
+    }
     for (n, mark) in data.marks.iter().enumerate() {
         if !(0.0..=x_max).contains(&mark.at_s) {
             continue;
@@ -173,6 +184,24 @@ fn draw_marks<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
             .map_err(err(chart_name))?;
     }
     Ok(())
+}
+
+/// Windows to shade: from a mark `<what> starts...` to the next mark
+/// `<what> ends...` (an upgrade's start and end, for one).
+pub fn windows(data: &TimelineData) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for (i, start) in data.marks.iter().enumerate() {
+        let Some((what, _)) = start.label.split_once(" starts") else {
+            continue;
+        };
+        let end = data.marks[i + 1..]
+            .iter()
+            .find(|m| m.label.starts_with(&format!("{what} ends")));
+        if let Some(end) = end {
+            out.push((start.at_s, end.at_s));
+        }
+    }
+    out
 }
 
 fn x_range(data: &TimelineData) -> f64 {
@@ -442,7 +471,7 @@ mod tests {
         }
         data.marks.push(Mark {
             at_s: 2.5,
-            label: "upgrade <start>".into(),
+            label: "upgrade starts <now>".into(),
         });
         let t = throughput_chart(&data).unwrap();
         assert!(t.starts_with("<svg"), "{}", &t[..50]);
@@ -453,6 +482,16 @@ mod tests {
         let e = events_chart(&data).unwrap();
         assert!(draws(&e, "GOAWAY"));
         assert!(!draws(&e, "cuts"), "kinds that never happened are left out");
+        data.marks.push(Mark {
+            at_s: 3.0,
+            label: "upgrade ends: exited".into(),
+        });
+        assert_eq!(windows(&data), vec![(2.5, 3.0)]);
+        let shaded = throughput_chart(&data).unwrap();
+        assert!(
+            shaded.contains("fill=\"#FFD700\""),
+            "the upgrade window is shaded"
+        );
         let p =
             percentile_plot(&[(0.0, 10), (0.5, 100), (0.99, 1000), (1.0, 20_000)], 1000).unwrap();
         assert!(draws(&p, "99.9%") && p.contains("polyline"));
