@@ -78,7 +78,7 @@ test("the HTML report of a real run shows the numbers of its JSON", { timeout: 1
     report.messages.delivered + report.messages.duplicated);
   const marks = await page.$$eval("#marks tr[data-mark]", (rows) => rows.map((r) => r.dataset.mark));
   assert.ok(marks.some((m) => m.startsWith("connect wave: 20 sessions")), marks.join(", "));
-  assert.ok(marks.includes("measured window starts") && marks.includes("measured window ends"));
+  assert.ok(marks.includes("measured window opens") && marks.includes("measured window closes"));
 
   // Self-contained: the only request is the file itself.
   assert.deepEqual(requests.filter((u) => !u.startsWith("file:")), []);

@@ -246,7 +246,7 @@ pub struct Measured {
 impl Window {
     /// Opens a window now.
     pub fn open(ctx: &Ctx) -> anyhow::Result<Self> {
-        ctx.rec.timeline.mark("measured window starts");
+        ctx.rec.timeline.mark("measured window opens");
         Ok(Self {
             start: Instant::now(),
             gateway: gateway_sample(ctx)?,
@@ -257,7 +257,7 @@ impl Window {
     /// Closes it now.
     pub fn close(self, ctx: &Ctx) -> anyhow::Result<Measured> {
         let wall = self.start.elapsed();
-        ctx.rec.timeline.mark("measured window ends");
+        ctx.rec.timeline.mark("measured window closes");
         let gw_end = gateway_sample(ctx)?;
         let me_end = proc::sample(Pid::SelfProcess).ok();
         let (gateway_cpu, gateway_rss) = match (self.gateway, gw_end) {
