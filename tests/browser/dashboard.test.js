@@ -21,7 +21,7 @@ test("the dashboard of a gateway under load matches /metrics", { timeout: 150_00
   assert.equal(publish.status, 401);
 
   const load = runLoadtest(["echo", "--url", gw.ws, "--sessions", String(SESSIONS), "--rate", "20",
-    "--duration", "14", "--drain-timeout", "3"], 90_000);
+    "--duration", "20", "--drain-timeout", "3"], 90_000);
   t.after(() => load.catch(() => {}));
 
   const browser = await launchBrowser();
@@ -37,7 +37,11 @@ test("the dashboard of a gateway under load matches /metrics", { timeout: 150_00
   await eventually(async () => Number(await dom("sessions.attached")) === SESSIONS
     && metricSum(await metrics(), "ferry_sessions", { state: "attached" }) === SESSIONS,
   30_000, "all sessions attached");
-  await eventually(async () => Number(await dom("rates.messages_in_per_s")) > 0, 15_000, "messages flowing");
+  // 30 sessions × 20 msg/s = 600 publishes/s offered; the rate is over the
+  // last 5 s, so it reaches half of that once the traffic fills the window
+  // (a debug build on a shared machine may lag, but not by half).
+  await eventually(async () => Number(await dom("rates.messages_in_per_s")) > 300
+    && Number(await dom("rates.messages_out_per_s")) > 300, 20_000, "messages flowing at the offered rate");
 
   // One consistent look: /metrics before, a page refresh fetched after it,
   // /metrics after. Gauges are steady under this load; counters only grow.
@@ -80,10 +84,9 @@ test("the dashboard of a gateway under load matches /metrics", { timeout: 150_00
     assert.ok(lo <= shown[key] && shown[key] <= hi, `${name}: ${lo} <= ${shown[key]} <= ${hi}`);
     assert.ok(shown[key] > 0, `${name} moved`);
   }
-  // 30 sessions × 20 msg/s = 600 publishes/s offered; a debug build on a
-  // shared machine may lag, but not by half.
-  assert.ok(shown.inRate > 300 && shown.inRate < 900, `messages in/s ${shown.inRate}`);
-  assert.ok(shown.outRate > 300 && shown.outRate < 900, `messages out/s ${shown.outRate}`);
+  // Never more than offered (give or take one worker flush in the window).
+  assert.ok(shown.inRate > 0 && shown.inRate < 900, `messages in/s ${shown.inRate}`);
+  assert.ok(shown.outRate > 0 && shown.outRate < 900, `messages out/s ${shown.outRate}`);
   assert.match(shown.rss, /^\d+\.\d MiB$/);
   assert.deepEqual(external, [], "the dashboard loads nothing from elsewhere");
   await page.screenshot({ path: path.join(ARTIFACTS, "dashboard.png"), fullPage: true });
