@@ -407,7 +407,7 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
             .latency
             .clone()
             .unwrap_or_else(|| ctx.rec.latency_hist());
-        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let command = redacted_command(std::env::args()).join(" ");
         html::write(
             &html::Page {
                 report: &report,
@@ -455,6 +455,26 @@ async fn sample_timeline(ctx: Arc<Ctx>) {
             Recorder::get(&ctx.rec.received),
         );
     }
+}
+
+/// The command line for the report, with the `--token` value hidden (the
+/// page may be shared).
+fn redacted_command(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if std::mem::take(&mut hide_next) {
+            out.push("<redacted>".to_owned());
+        } else if arg == "--token" {
+            hide_next = true;
+            out.push(arg);
+        } else if arg.starts_with("--token=") {
+            out.push("--token=<redacted>".to_owned());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 /// Adds the marks of `--marks FILE` to the timeline.
@@ -517,6 +537,26 @@ async fn dispatch(ctx: Arc<Ctx>, scenario: &Scenario) -> anyhow::Result<scenario
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_stays_out_of_the_report() {
+        let args = [
+            "loadtest",
+            "echo",
+            "--token",
+            "s3cret",
+            "--token=s3cret",
+            "--sessions",
+            "2",
+        ]
+        .map(String::from);
+        let shown = redacted_command(args).join(" ");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            shown,
+            "loadtest echo --token <redacted> --token=<redacted> --sessions 2"
+        );
+    }
 
     #[test]
     fn marks_file_lines() {
