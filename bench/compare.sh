@@ -9,7 +9,9 @@
 # each with target/release/loadtest, and writes bench/results/<UTC date>.md:
 # a summary table (one column per server), the ratios of Ferry to every
 # peer measured in this same run, the BRIEF.md targets, and every run with
-# the load average it saw. The JSON of every run goes beside it.
+# the load average it saw. The JSON of every run goes beside it, and
+# bench/results/<UTC date>.html shows the same run as one bar chart per
+# metric, every server side by side, Ferry's ratio to each peer marked.
 #
 # Peers: the Ferry gateway over WS, WSS (idle only) and QUIC, driven through
 # the client SDK; baseline-ws (tokio + tokio-tungstenite) with default and
@@ -333,4 +335,9 @@ END_LOAD=$(cat /proc/loadavg)
     for n in "${NOTES[@]}"; do echo "- $n"; done
   fi
 } >"$REPORT"
+# The same run as a page: one bar chart per metric, Ferry's ratios marked.
+HTML=$RESULTS/$STAMP.html
+python3 bench/report.py --html "$HTML" --markdown "$REPORT" "$RUN_DIR" >/dev/null \
+  || say "the HTML page could not be written"
 cat "$REPORT"
+say "page: $HTML"

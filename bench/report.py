@@ -1,6 +1,12 @@
-"""Tables of one bench/compare.sh run, in Markdown, on stdout.
+"""Tables of one bench/compare.sh run, in Markdown, on stdout; with
+--html FILE also an HTML page with one bar chart per metric (every server
+side by side, Ferry's ratio to each peer marked; see report_html.py).
 
-Usage: python3 bench/report.py bench/results/<run>/
+Usage: python3 bench/report.py [--html FILE [--markdown REPORT.md]] bench/results/<run>/
+
+--markdown names the finished Markdown report to show under the charts
+(compare.sh's, with its header and notes); without it, the tables printed
+here are shown.
 
 Reads <peer>.<label>[~N].json (loadtest --json; ~N for repeat N),
 <...>.json.load (the load average when the run started) and, for churn,
@@ -10,9 +16,11 @@ median of the repeats), Ferry's ratios to every peer, the BRIEF.md targets,
 and every run.
 """
 
+import argparse
+import contextlib
+import io
 import json
 import pathlib
-import sys
 
 FERRY = ["ferry-ws", "ferry-wss", "ferry-quic"]
 PEERS = ["baseline-ws-default", "baseline-ws-4k", "node-ws", "uws-socketify"]
@@ -250,13 +258,38 @@ def all_runs(runs):
     print()
 
 
-def main():
-    runs = load_runs(pathlib.Path(sys.argv[1]))
-    peers = [p for p in FERRY + PEERS if any(k[0] == p for k in runs)]
+def failed_count(runs, peer, metric):
+    """Repeats of the metric's run whose checks failed."""
+    return sum(not r["_ok"] for r in runs.get((peer, metric[2]), []))
+
+
+def tables(runs, peers):
     summary(runs, peers)
     ratios(runs, peers)
     targets(runs)
     all_runs(runs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Tables (and an HTML page) of a compare.sh run")
+    parser.add_argument("run", type=pathlib.Path, help="bench/results/<run>/")
+    parser.add_argument("--html", type=pathlib.Path, help="also write the HTML page here")
+    parser.add_argument("--markdown", type=pathlib.Path,
+                        help="the Markdown report to show in the page (default: these tables)")
+    args = parser.parse_args()
+    runs = load_runs(args.run)
+    peers = [p for p in FERRY + PEERS if any(k[0] == p for k in runs)]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tables(runs, peers)
+    print(text.getvalue(), end="")
+    if args.html:
+        import report_html
+
+        markdown = args.markdown.read_text() if args.markdown else text.getvalue()
+        title = f"Ferry and peers, {args.run.resolve().name}"
+        args.html.write_text(report_html.page(
+            runs, peers, METRICS, TITLES, value, failed_count, title, markdown))
 
 
 if __name__ == "__main__":

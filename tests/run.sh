@@ -7,3 +7,10 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test --workspace"
 cargo test --workspace
+
+echo "== browser tests (tests/browser: Chromium + playwright-core)"
+# They drive the binaries cargo built above (target/debug/gateway and
+# target/debug/loadtest, or FERRY_GATEWAY / FERRY_LOADTEST); screenshots go
+# to tests/browser/artifacts (or ARTIFACTS_DIR).
+cargo build -q -p gateway -p loadtest
+(cd tests/browser && npm test)

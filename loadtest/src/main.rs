@@ -10,11 +10,13 @@
 //!
 //! Module map: [`rate`] pacing, [`stats`] histograms and delivery checks,
 //! [`payload`] what each message carries, [`report`] summary and JSON,
-//! [`proc`] /proc readings, [`scenario`] the scenarios. The Ferry scenarios
+//! [`html`] the HTML report (`--report`), [`proc`] /proc readings,
+//! [`scenario`] the scenarios. The Ferry scenarios
 //! use the real client SDK, `ferry_protocol::client`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod html;
 mod payload;
 mod proc;
 mod rate;
@@ -32,6 +34,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::scenario::raw::RawMode;
 use crate::scenario::{Ctx, Settings, TransportKind};
+use crate::stats::Recorder;
 
 /// Exit code when the run found lost/duplicated/reordered messages or too
 /// many errors.
@@ -94,6 +97,17 @@ struct Common {
     /// Write the report as JSON to this file.
     #[arg(long, global = true, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page to this file:
+    /// summary, delivery checks, latency percentile plot, per-second
+    /// timeline with its events and marks.
+    #[arg(long, global = true, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Marks for the report's timeline from a file the load tester does
+    /// not write itself, read at the end of the run: one per line,
+    /// `<unix time in seconds> <label>` (e.g. `date +%s.%N` and "upgrade
+    /// starts"). Lines that do not parse are skipped.
+    #[arg(long, global = true, value_name = "FILE", requires = "report")]
+    marks: Option<PathBuf>,
     /// Errors tolerated before the run fails.
     #[arg(long, global = true, default_value_t = 0)]
     max_errors: u64,
@@ -338,8 +352,14 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
         }
         + Duration::from_secs(30);
     let ctx = Ctx::new(set)?;
-    let outcome = match tokio::time::timeout(hard_limit, dispatch(ctx.clone(), &cli.scenario)).await
-    {
+    let sampler = tokio::spawn(sample_timeline(ctx.clone()));
+    let outcome = tokio::time::timeout(hard_limit, dispatch(ctx.clone(), &cli.scenario)).await;
+    sampler.abort();
+    ctx.rec.timeline.sample(
+        Recorder::get(&ctx.rec.sent),
+        Recorder::get(&ctx.rec.received),
+    );
+    let outcome = match outcome {
         Ok(outcome) => outcome?,
         Err(_) => {
             eprintln!(
@@ -378,6 +398,28 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
     if let Some(path) = &c.json {
         report.write_json(path)?;
     }
+    let failures = report.failures(c.max_errors);
+    if let Some(path) = &c.report {
+        if let Some(marks) = &c.marks {
+            read_marks(&ctx, marks)?;
+        }
+        let latency = outcome
+            .latency
+            .clone()
+            .unwrap_or_else(|| ctx.rec.latency_hist());
+        let command = redacted_command(std::env::args()).join(" ");
+        html::write(
+            &html::Page {
+                report: &report,
+                extra: &extra,
+                failures: &failures,
+                latency: &latency,
+                timeline: &ctx.rec.timeline.data(),
+                command: &command,
+            },
+            path,
+        )?;
+    }
     if report.sessions.attempted > 0 && report.sessions.established == 0 {
         // Not a verdict on the server's delivery: the run never started.
         eprintln!(
@@ -390,13 +432,70 @@ async fn run(cli: Cli, threads: usize) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_USAGE));
     }
-    let failures = report.failures(c.max_errors);
     if failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("loadtest: FAILED: {}", failures.join("; "));
         Ok(ExitCode::from(EXIT_CHECK_FAILED))
     }
+}
+
+/// Counts sent and received messages into the timeline once a second,
+/// on the second boundaries of the run's clock.
+async fn sample_timeline(ctx: Arc<Ctx>) {
+    let timeline = &ctx.rec.timeline;
+    let first = ctx.instant(timeline.second_start_ns(1));
+    let mut tick = tokio::time::interval_at(first, Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Bounded by the timeline's length; the run aborts it sooner.
+    for _ in 0..stats::timeline::MAX_SECONDS {
+        tick.tick().await;
+        timeline.sample(
+            Recorder::get(&ctx.rec.sent),
+            Recorder::get(&ctx.rec.received),
+        );
+    }
+}
+
+/// The command line for the report, with the `--token` value hidden (the
+/// page may be shared).
+fn redacted_command(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if std::mem::take(&mut hide_next) {
+            out.push("<redacted>".to_owned());
+        } else if arg == "--token" {
+            hide_next = true;
+            out.push(arg);
+        } else if arg.starts_with("--token=") {
+            out.push("--token=<redacted>".to_owned());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// Adds the marks of `--marks FILE` to the timeline.
+fn read_marks(ctx: &Ctx, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --marks {}", path.display()))?;
+    for (unix_s, label) in parse_marks(&text) {
+        ctx.rec.timeline.mark_unix(unix_s, label);
+    }
+    Ok(())
+}
+
+/// `<unix seconds> <label>` lines; others are skipped.
+fn parse_marks(text: &str) -> Vec<(f64, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (time, label) = line.trim().split_once(char::is_whitespace)?;
+            let t = time.parse::<f64>().ok().filter(|t| t.is_finite())?;
+            Some((t, label.trim().to_owned()))
+        })
+        .collect()
 }
 
 async fn dispatch(ctx: Arc<Ctx>, scenario: &Scenario) -> anyhow::Result<scenario::Outcome> {
@@ -432,5 +531,44 @@ async fn dispatch(ctx: Arc<Ctx>, scenario: &Scenario) -> anyhow::Result<scenario
             let cut_interval = seconds("--cut-interval", *cut_interval)?;
             resume::run(ctx, cut_interval).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_stays_out_of_the_report() {
+        let args = [
+            "loadtest",
+            "echo",
+            "--token",
+            "s3cret",
+            "--token=s3cret",
+            "--sessions",
+            "2",
+        ]
+        .map(String::from);
+        let shown = redacted_command(args).join(" ");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            shown,
+            "loadtest echo --token <redacted> --token=<redacted> --sessions 2"
+        );
+    }
+
+    #[test]
+    fn marks_file_lines() {
+        let marks = parse_marks(
+            "1764800000.25 upgrade starts\n\nnot-a-time x\n1764800003 upgrade ends  \nlonely\n",
+        );
+        assert_eq!(
+            marks,
+            vec![
+                (1764800000.25, "upgrade starts".to_owned()),
+                (1764800003.0, "upgrade ends".to_owned())
+            ]
+        );
     }
 }

@@ -11,6 +11,7 @@
 //!   session's MESSAGE seq is 1, 2, 3, ... and each channel's offsets only
 //!   go up by one.
 //! - [`Recorder`] collects all of it from many tasks at once.
+//! - [`Timeline`] keeps the run second by second for the HTML report.
 //!
 //! Everything here is pure bookkeeping: no clock, no I/O.
 
@@ -22,8 +23,10 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 mod check;
+pub mod timeline;
 
 pub use check::{Anomaly, DeliveryTotals, SessionCheck, StreamCheck};
+pub use timeline::{EventKind, Timeline};
 
 /// Largest latency the histograms hold, in µs (one hour); larger values
 /// are recorded as this.
@@ -73,9 +76,24 @@ impl LatencyHist {
     }
 
     /// Number of samples.
-    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.0.len()
+    }
+
+    /// The latency at each quantile step, for a percentile plot:
+    /// `(quantile, µs)` pairs with quantiles rising towards 1, ending at
+    /// the largest sample. Empty without samples.
+    pub fn quantile_curve(&self) -> Vec<(f64, u64)> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        let mut curve: Vec<(f64, u64)> = self
+            .0
+            .iter_quantiles(4)
+            .map(|v| (v.quantile_iterated_to(), v.value_iterated_to()))
+            .collect();
+        curve.push((1.0, self.0.max()));
+        curve
     }
 
     /// The percentiles, or `None` without samples.
@@ -117,7 +135,8 @@ pub struct Percentiles {
 #[derive(Debug)]
 pub struct LatencyBuf {
     shard: usize,
-    samples: Vec<u64>,
+    /// `(µs, received at ns)`.
+    samples: Vec<(u64, u64)>,
 }
 
 impl LatencyBuf {
@@ -131,9 +150,10 @@ impl LatencyBuf {
         }
     }
 
-    /// Adds a sample; records the batch into `rec` when full.
-    pub fn push(&mut self, rec: &Recorder, us: u64) {
-        self.samples.push(us);
+    /// Adds a sample of a message received at `received_ns` (the run's
+    /// clock); records the batch into `rec` when full.
+    pub fn push(&mut self, rec: &Recorder, us: u64, received_ns: u64) {
+        self.samples.push((us, received_ns));
         if self.samples.len() >= Self::BATCH {
             self.flush(rec);
         }
@@ -163,6 +183,8 @@ pub struct Recorder {
     send_lag: Vec<Mutex<LatencyHist>>,
     totals: Mutex<DeliveryTotals>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// The run second by second.
+    pub timeline: Timeline,
 }
 
 impl Default for Recorder {
@@ -171,7 +193,7 @@ impl Default for Recorder {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -193,15 +215,19 @@ impl Recorder {
             send_lag: shards(),
             totals: Mutex::new(DeliveryTotals::default()),
             errors: Mutex::new(BTreeMap::new()),
+            timeline: Timeline::new(crate::rate::Clock::global()),
         }
     }
 
-    /// Records latency samples (µs) from task `shard`.
-    pub fn latency_samples(&self, shard: usize, samples: &[u64]) {
-        let mut h = lock(&self.latency[shard % SHARDS]);
-        for &us in samples {
-            h.record(us);
+    /// Records latency samples `(µs, received at ns)` from task `shard`.
+    pub fn latency_samples(&self, shard: usize, samples: &[(u64, u64)]) {
+        {
+            let mut h = lock(&self.latency[shard % SHARDS]);
+            for &(us, _) in samples {
+                h.record(us);
+            }
         }
+        self.timeline.latency(samples);
     }
 
     /// Records how late (µs) a message was handed to the transport after
@@ -225,6 +251,7 @@ impl Recorder {
         if n == 0 {
             return;
         }
+        self.timeline.event(EventKind::Error, n);
         let mut reason: String = reason.into();
         let mut errors = lock(&self.errors);
         if !errors.contains_key(&reason) && errors.len() >= MAX_ERROR_REASONS {
@@ -356,7 +383,7 @@ mod tests {
         for i in 0..100 {
             let mut buf = LatencyBuf::new(i);
             for us in 0..(LatencyBuf::BATCH as u64 + 1) {
-                buf.push(&r, 10 + us);
+                buf.push(&r, 10 + us, 0);
             }
             assert_eq!(
                 r.latency_hist().count(),

@@ -644,4 +644,80 @@ fn workers_may_move_between_cpus_unless_pinning_is_asked_for() {
         cpus.iter().all(|c| !c.contains(['-', ','])) && cpus[0] != cpus[1],
         "each pinned worker on a CPU of its own: {cpus:?}"
     );
+
+// ---- /v1/stats and /dashboard ---------------------------------------------
+
+/// `/v1/stats` until `ready` holds, for at most 10 s (gauges move once a
+/// second, when the workers flush them).
+async fn stats_until(
+    addr: SocketAddr,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http::get(addr, "/v1/stats").await.expect("stats request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let stats = r.json().expect("stats JSON");
+        if ready(&stats) || Instant::now() >= deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn stats_and_dashboard_are_open_and_count_the_sessions() {
+    // No API key at all: the read-only pages still answer.
+    let gw = Gateway::start(gateway_bin!(), GatewayOptions::default().workers(2))
+        .expect("gateway starts");
+    let addr = ops(&gw);
+    let page = http::get(addr, "/dashboard").await.expect("dashboard");
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.text().contains("v1/stats"));
+    assert!(page.header("content-security-policy").is_some());
+
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(subscriber(&gw, "stats:1").await);
+    }
+    let attached = |s: &serde_json::Value| s["sessions"]["attached"].as_f64();
+    let stats = stats_until(addr, |s| attached(s) == Some(3.0)).await;
+    assert_eq!(attached(&stats), Some(3.0), "{stats}");
+    assert_eq!(stats["connections"].as_f64(), Some(3.0));
+    assert_eq!(stats["connections_by_transport"]["ws"].as_f64(), Some(3.0));
+    let workers = stats["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2);
+    let per_worker: f64 = workers
+        .iter()
+        .filter_map(|w| w["sessions_attached"].as_f64())
+        .sum();
+    assert_eq!(per_worker, 3.0);
+    assert_eq!(stats["phase"], "running");
+    assert!(
+        stats["memory"]["process_rss_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0)
+    );
+
+    // The same figures as /metrics.
+    let metrics = http::get(addr, "/metrics").await.expect("metrics").text();
+    let attached_in_metrics: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ferry_sessions{") && l.contains("state=\"attached\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(attached_in_metrics, 3.0);
+
+    drop(clients);
+    let stats = stats_until(addr, |s| s["connections"].as_f64() == Some(0.0)).await;
+    assert_eq!(stats["connections"].as_f64(), Some(0.0), "{stats}");
+    // Still read-only: no method but GET.
+    let r = http::request(addr, "POST", "/v1/stats", &[], b"")
+        .await
+        .expect("request");
+    assert_eq!(r.status, 405);
 }

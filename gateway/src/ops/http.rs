@@ -36,6 +36,8 @@ pub struct OpsContext {
     pub settings: watch::Receiver<Arc<Settings>>,
     /// Renders the metrics.
     pub metrics: PrometheusHandle,
+    /// Recent counter totals, for the rates of `/v1/stats`.
+    pub sampler: Arc<super::stats::Sampler>,
 }
 
 impl OpsContext {
@@ -276,15 +278,46 @@ async fn route(request: Request<Incoming>, context: &OpsContext) -> Response<Ful
         )),
         (&Method::GET, "/readyz") => Ok(readyz(*context.phase.borrow())),
         (&Method::GET, "/metrics") => Ok(super::metrics_endpoint::render(&context.metrics)),
+        // Read-only like /metrics, so open without the API key.
+        (&Method::GET, "/v1/stats") => Ok(json(
+            StatusCode::OK,
+            &serde_json::to_value(super::stats::current(
+                &context.metrics,
+                &context.sampler,
+                *context.phase.borrow(),
+            ))
+            .unwrap_or_default(),
+        )),
+        (&Method::GET, "/dashboard") => Ok(dashboard()),
         (&Method::POST, "/v1/publish") => super::publish_api::handle(request, context).await,
         (&Method::POST, "/v1/disconnect") => super::disconnect::handle(request, context).await,
-        (_, "/healthz" | "/readyz" | "/metrics") => {
+        (_, "/healthz" | "/readyz" | "/metrics" | "/v1/stats" | "/dashboard") => {
             Err(ApiError::MethodNotAllowed { allow: "GET" })
         }
         (_, "/v1/publish" | "/v1/disconnect") => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         _ => Err(ApiError::NotFound(path)),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// The live dashboard: one page, no external asset (its content security
+/// policy allows nothing but itself and /v1/stats).
+fn dashboard() -> Response<Full<Bytes>> {
+    let mut r = response(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from_static(include_bytes!("dashboard.html")),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Ready only while Running: a load balancer must stop sending clients as
@@ -335,6 +368,26 @@ mod tests {
         }
         let e = authorize(&headers(Some("Bearer k3y")), None).expect_err("no key configured");
         assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn dashboard_is_self_contained() {
+        let r = dashboard();
+        assert_eq!(r.status(), StatusCode::OK);
+        let page = include_str!("dashboard.html");
+        assert!(page.contains("fetch(\"v1/stats\""));
+        for external in ["<link", "src=\"http", "href=\"http", "@import", "url("] {
+            assert!(!page.contains(external), "external asset: {external}");
+        }
+        let csp = r
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .expect("CSP");
+        assert!(
+            csp.to_str()
+                .expect("ascii")
+                .starts_with("default-src 'none'")
+        );
     }
 
     #[test]

@@ -16,13 +16,16 @@
 //!   the longest-idle one, so probes answer under a flood);
 //! - [`publish_api`]: `POST /v1/publish`;
 //! - [`disconnect`]: `POST /v1/disconnect` and its worker side;
-//! - [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`.
+//! - [`metrics_endpoint`]: the Prometheus recorder and `GET /metrics`;
+//! - [`stats`]: `GET /v1/stats`, the figures of the live dashboard
+//!   (`GET /dashboard`, `dashboard.html`), read from the same recorder.
 
 pub mod connections;
 pub mod disconnect;
 pub mod http;
 pub mod metrics_endpoint;
 pub mod publish_api;
+pub mod stats;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -113,6 +116,7 @@ pub fn start(
         phase: phase.clone(),
         settings: settings_rx,
         metrics,
+        sampler: Arc::new(stats::Sampler::default()),
     });
     std::thread::Builder::new()
         .name("ferry-ops".into())
@@ -126,6 +130,10 @@ pub fn start(
                     }
                 };
                 tokio::spawn(metrics_endpoint::run_upkeep(context.metrics.clone()));
+                tokio::spawn(stats::run_sampler(
+                    context.metrics.clone(),
+                    context.sampler.clone(),
+                ));
                 http::serve(listener, context).await;
             });
         })

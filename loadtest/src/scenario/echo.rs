@@ -209,6 +209,7 @@ async fn echo_session(
             () = &mut cut, if sending => {
                 client.kill_transport();
                 counters.cuts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.rec.timeline.event(crate::stats::EventKind::Cut, 1);
                 let mean = plan.opts.cut_interval.unwrap_or(Duration::from_secs(3600));
                 cut.as_mut().reset(Instant::now() + next_cut(mean));
             }

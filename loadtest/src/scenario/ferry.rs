@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::{Ctx, Settings, TransportKind};
 use crate::payload::Stamp;
-use crate::stats::{DeliveryTotals, LatencyBuf, Recorder, SessionCheck, StreamCheck, latency_us};
+use crate::stats::{
+    DeliveryTotals, EventKind, LatencyBuf, Recorder, SessionCheck, StreamCheck, latency_us,
+};
 use ferry_protocol::client::{Client, ClientConfig, Delivery, Event, Events, TlsTrust, Transport};
 
 /// The client configuration for the run's settings.
@@ -136,15 +138,18 @@ impl Receiver {
                 // Connected after a Disconnected is a reconnection.
                 if self.disconnects > 0 {
                     counters.reconnected.fetch_add(1, Ordering::Relaxed);
+                    ctx.rec.timeline.event(EventKind::Reconnect, 1);
                 }
                 None
             }
             Event::Disconnected { .. } => {
                 self.disconnects += 1;
                 counters.disconnected.fetch_add(1, Ordering::Relaxed);
+                ctx.rec.timeline.event(EventKind::Disconnect, 1);
                 None
             }
             Event::SessionLost { .. } => {
+                ctx.rec.timeline.event(EventKind::SessionLost, 1);
                 ctx.rec
                     .error("session lost (could not resume; messages may be lost)");
                 self.session.new_session();
@@ -156,6 +161,7 @@ impl Receiver {
             }
             Event::GoAway { .. } => {
                 counters.go_away.fetch_add(1, Ordering::Relaxed);
+                ctx.rec.timeline.event(EventKind::GoAway, 1);
                 None
             }
         }
@@ -183,7 +189,7 @@ impl Receiver {
             .or_default()
             .observe(stamp.seq);
         self.latency
-            .push(&ctx.rec, latency_us(stamp.intended_ns, now));
+            .push(&ctx.rec, latency_us(stamp.intended_ns, now), now);
         (self.unique_from(stamp.source) > before).then_some(stamp)
     }
 

@@ -246,6 +246,7 @@ pub struct Measured {
 impl Window {
     /// Opens a window now.
     pub fn open(ctx: &Ctx) -> anyhow::Result<Self> {
+        ctx.rec.timeline.mark("measured window opens");
         Ok(Self {
             start: Instant::now(),
             gateway: gateway_sample(ctx)?,
@@ -256,6 +257,7 @@ impl Window {
     /// Closes it now.
     pub fn close(self, ctx: &Ctx) -> anyhow::Result<Measured> {
         let wall = self.start.elapsed();
+        ctx.rec.timeline.mark("measured window closes");
         let gw_end = gateway_sample(ctx)?;
         let me_end = proc::sample(Pid::SelfProcess).ok();
         let (gateway_cpu, gateway_rss) = match (self.gateway, gw_end) {
@@ -316,6 +318,7 @@ where
         SlotPacer::new(ctx.set.connect_rate, ctx.clock.now_ns()).context("--connect-rate")?,
     );
     let progress = Progress::new("connect", n as u64);
+    ctx.rec.timeline.mark(format!("connect wave: {n} sessions"));
     let mut tasks = JoinSet::new();
     for i in first..first + n {
         let ctx = ctx.clone();
@@ -364,6 +367,10 @@ where
         }
     }
     progress.finish();
+    ctx.rec.timeline.mark(format!(
+        "connect wave done: {} of {n} open",
+        opened.sessions.len()
+    ));
     opened.sessions.sort_by_key(|(i, _)| *i);
     opened.elapsed = started.elapsed();
     Ok(opened)

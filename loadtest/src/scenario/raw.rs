@@ -163,7 +163,7 @@ impl Tally {
             Some(s) if s.source == self.source && s.seq >= 1 && s.seq <= self.sent => {
                 self.check.observe(s.seq);
                 self.latency
-                    .push(&ctx.rec, latency_us(s.intended_ns, now_ns));
+                    .push(&ctx.rec, latency_us(s.intended_ns, now_ns), now_ns);
             }
             _ => ctx.rec.error("reply that this session never sent"),
         }

@@ -169,7 +169,7 @@ async fn subscriber(
                             let before = stream.unique();
                             stream.observe(s.seq);
                             unique += stream.unique() - before;
-                            latency.push(&ctx.rec, latency_us(s.intended_ns, now));
+                            latency.push(&ctx.rec, latency_us(s.intended_ns, now), now);
                         }
                         None => ctx.rec.error("message from no publisher of this run"),
                     }
