@@ -285,7 +285,8 @@ export class Session {
   subscribe(channel: string): bigint {
     this.checkOpen();
     checkChannel(channel);
-    if (!this.subscriptions.has(channel) && this.wantedChannels().size >= this.maxSubscriptions) {
+    const wanted = this.wantedChannels();
+    if (!wanted.has(channel) && wanted.size >= this.maxSubscriptions) {
       throw new InvalidArgumentError(
         `at most ${this.maxSubscriptions} subscriptions (WELCOME.max_subscriptions); unsubscribe first`,
       );
