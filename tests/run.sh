@@ -7,3 +7,8 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test --workspace"
 cargo test --workspace
+
+echo "== TypeScript SDK (clients/typescript): tsc --strict, vectors, Node and headless Chromium end-to-end"
+# The end-to-end tests start target/debug/gateway (or FERRY_GATEWAY_BIN).
+cargo build -p gateway
+(cd clients/typescript && npm run build && npm test)

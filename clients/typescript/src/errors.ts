@@ -78,6 +78,11 @@ export class ServerError extends FerryError {
     super(`${code} ${info.name}${serverMessage ? `: ${serverMessage}` : ''}`);
     this.info = info;
   }
+
+  /** JSON has no bigint: `ref` becomes a decimal string. */
+  toJSON(): { name: string; message: string; code: number; ref: string } {
+    return { name: this.name, message: this.message, code: this.code, ref: this.ref.toString() };
+  }
 }
 
 /** The server broke the protocol. */
