@@ -395,26 +395,41 @@ export class FerryClient extends Emitter<ClientEvents> {
 
   private onData(gen: number, data: unknown): void {
     if (!(data instanceof ArrayBuffer)) {
-      this.connectionFailed(gen, new ProtocolError('the server sent a text message'));
+      this.connectionFailed(gen, new ProtocolError('the server sent a text message'), 103);
       return;
     }
+    const bytes = new Uint8Array(data);
     try {
       // A MESSAGE may exceed max_frame_size by its seq and offset (§13).
-      const frame = decode(new Uint8Array(data), { maxFrameSize: this.session.frameLimit + 32 });
+      const frame = decode(bytes, { maxFrameSize: this.session.frameLimit + 32 });
       this.session.handleFrame(frame, now());
     } catch (e) {
-      const error =
-        e instanceof DecodeError ? new ProtocolError(`undecodable frame from the server: ${e.message}`) : asFerryError(e, ProtocolError);
-      this.connectionFailed(gen, error);
+      if (e instanceof DecodeError) {
+        // Report the bytes (§4.16), at most 64 of them.
+        const shown = hex(bytes.subarray(0, 64)) + (bytes.length > 64 ? '…' : '');
+        this.connectionFailed(gen, new ProtocolError(`undecodable frame from the server (${e.message}): ${shown}`), e.code);
+      } else {
+        this.connectionFailed(gen, asFerryError(e, ProtocolError), 103);
+      }
       return;
     }
     this.pump();
   }
 
-  /** The current connection must go (protocol violation, timeout): drop it and reconnect. */
-  private connectionFailed(gen: number, error: FerryError): void {
+  /**
+   * The current connection must go (protocol violation, timeout): tell the
+   * server why when it broke the protocol (`code`), drop it and reconnect.
+   */
+  private connectionFailed(gen: number, error: FerryError, code?: number): void {
     this.pump(); // deliver what the session accepted before the failure
     if (gen !== this.generation) return;
+    if (code !== undefined && this.ws && error instanceof ProtocolError) {
+      try {
+        this.ws.send(encode({ type: 'ERROR', code, ref: 0n, message: error.message.slice(0, 200) }));
+      } catch {
+        // not open: nothing to tell
+      }
+    }
     this.ended(gen, error.message, error);
   }
 

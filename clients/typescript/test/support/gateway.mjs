@@ -11,9 +11,22 @@ const repoRoot = resolve(fileURLToPath(new URL('../../../../', import.meta.url))
 
 /** The gateway binary: FERRY_GATEWAY_BIN, else the workspace's target/debug/gateway. */
 export function gatewayBin() {
-  const bin = process.env.FERRY_GATEWAY_BIN ?? join(repoRoot, 'target', 'debug', 'gateway');
+  const target = process.env.CARGO_TARGET_DIR ? resolve(repoRoot, process.env.CARGO_TARGET_DIR) : join(repoRoot, 'target');
+  const bin = process.env.FERRY_GATEWAY_BIN ?? join(target, 'debug', 'gateway');
   if (!existsSync(bin)) throw new Error(`no gateway binary at ${bin}: run \`cargo build -p gateway\` (or set FERRY_GATEWAY_BIN)`);
   return bin;
+}
+
+// Gateways outlive nothing: killed when this test process ends, however it ends.
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(130);
+  });
 }
 
 /** A fresh temporary directory. */
@@ -58,7 +71,11 @@ export async function startGateway(options = {}) {
   const logFd = openSync(logPath, 'w');
   const child = spawn(gatewayBin(), args, { env, stdio: ['ignore', 'pipe', logFd] });
   closeSync(logFd);
-  const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  children.add(child);
+  const exited = new Promise((r) => child.once('exit', (code, signal) => {
+    children.delete(child);
+    r({ code, signal });
+  }));
   const ready = await new Promise((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway not ready in 20 s; log:\n${readLog(logPath)}`)), 20_000);
     const lines = createInterface({ input: child.stdout });

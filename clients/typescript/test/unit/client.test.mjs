@@ -25,6 +25,7 @@ class FakeSocket {
   // --- the server's side ---
   accept(protocol = 'ferry.v1') { this.protocol = protocol; this.readyState = 1; this.onopen?.({}); }
   deliver(frame) { const b = encode(frame); this.onmessage?.({ data: b.slice().buffer }); }
+  deliverRaw(bytes) { this.onmessage?.({ data: Uint8Array.from(bytes).buffer }); }
   drop(code = 1006) { this.readyState = 3; this.onclose?.({ code, reason: '' }); }
   take() { const s = this.sent; this.sent = []; return s; }
 }
@@ -209,4 +210,21 @@ test('a repeated protocol violation at the same point stops the client', async (
   const { error } = await closed;
   assert.ok(error instanceof ProtocolError, String(error));
   assert.equal(FakeSocket.all.length, 2);
+});
+
+test('an undecodable frame: the client tells the server (ERROR 101), drops the connection and resumes', async () => {
+  const { client, ws } = await start();
+  const disconnected = new Promise((r) => client.on('disconnected', r));
+  ws.deliverRaw([0x42, 0x01]);
+  const [error] = ws.take();
+  assert.equal(error.type, 'ERROR');
+  assert.equal(error.code, 101);
+  assert.match(error.message, /4201/, 'the bytes are reported');
+  assert.equal(ws.closedByClient, true);
+  const { reason } = await disconnected;
+  assert.match(reason, /undecodable frame/);
+  const ws2 = await nextSocket(ws);
+  ws2.accept();
+  assert.ok(ws2.take()[0].resume, 'resumes');
+  client.close();
 });
