@@ -6,11 +6,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { launchBrowser } from '../support/browser.mjs';
-import { startGateway, tempDir, writeConfig, mintToken } from '../support/gateway.mjs';
+import { startGateway, tempDir, writeConfig, mintToken, opsPost } from '../support/gateway.mjs';
 import { startStaticServer } from '../support/static-server.mjs';
 import { openClient, subscribe, waitReceived, eventNames } from '../support/pages.mjs';
 
 let gateway, web, browser, config;
+const API_KEY = 'ts-sdk-auth-api-key-0123456789';
 const GRANT = { sub: 'alice', subscribe: ['chat:*'], publish: ['chat:*'] };
 
 before(async () => {
@@ -27,7 +28,7 @@ algorithm = "HS256"
 secret = "ts-sdk-end-to-end-secret-of-more-than-32-bytes"
 `,
   );
-  gateway = await startGateway({ config });
+  gateway = await startGateway({ config, apiKey: API_KEY });
   web = await startStaticServer();
   browser = await launchBrowser();
 });
@@ -83,5 +84,22 @@ test('refused grants are typed, non-fatal errors; a bad token fails connect()', 
   const refused = await page.evaluate((url) =>
     window.FerrySDK.Ferry.connect(url, { token: 'not-a-jwt' }).then(() => 'connected', (e) => [e.name, e.code]), gateway.wsUrl);
   assert.deepEqual(refused, ['ServerError', 401]);
+  await page.close();
+});
+
+test('an operator disconnect (/v1/disconnect, ERROR 503) stops the client: no reconnect', { timeout: 60_000 }, async () => {
+  const token = mintToken(config, { sub: 'carol', subscribe: ['chat:*'], publish: ['chat:*'], ttl: '1h' });
+  const page = await openClient(browser, web.url, gateway.wsUrl, { token });
+  assert.equal(await page.evaluate(() => window.client.publish('chat:op', 'x').then(() => 'acked')), 'acked');
+  const answer = await opsPost(gateway, '/v1/disconnect', { user: 'carol', drop_sessions: true }, API_KEY);
+  assert.equal(answer.sessions, 1);
+  await page.waitForFunction(() => window.client.state === 'closed', null, { timeout: 10_000 });
+  const error = await page.evaluate(() => window.events.find(([e]) => e === 'error')?.[1]);
+  assert.match(error, /503 disconnected/);
+  await sleep(1_000);
+  const names = await eventNames(page);
+  assert.ok(!names.includes('connecting'), `no reconnect after a stop: ${names.join(',')}`);
+  const after = await page.evaluate(() => window.client.publish('chat:op', 'y').catch((e) => e.name));
+  assert.equal(after, 'ClosedError');
   await page.close();
 });

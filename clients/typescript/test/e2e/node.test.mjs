@@ -1,5 +1,5 @@
 // The SDK in Node against a real gateway, over Node's built-in WebSocket
-// (Node 20: --experimental-websocket, which `npm test` passes; Node 22+: by
+// (Node 20: --experimental-websocket, which `npm test` adds; Node 22+: by
 // default): publish/subscribe, and a resume through a cut connection.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,7 +19,7 @@ after(async () => {
   await gateway?.stop();
 });
 
-test('Node has a WebSocket for the SDK (npm test runs node with --experimental-websocket)', () => {
+test('Node has a WebSocket for the SDK (scripts/test.mjs adds --experimental-websocket on Node 20)', () => {
   assert.ok(hasWebSocket, 'globalThis.WebSocket is missing: run node with --experimental-websocket (Node 20)');
 });
 
