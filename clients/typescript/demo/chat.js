@@ -60,7 +60,9 @@ try {
   client.on('gap', (g) => {
     const why = g.outcome === 'new_replay_unavailable' ? 'the server could not replay them' : 'the session expired';
     const lost = g.uncertain.length ? ` ${g.uncertain.length} message(s) you sent may not have arrived.` : '';
-    showGap(`Reconnected to a new session: ${why}.${lost}`);
+    const last = g.lastOffsets[channel];
+    const since = last !== undefined ? ` Last message seen: #${last}.` : '';
+    showGap(`Reconnected to a new session: ${why}.${since}${lost}`);
   });
   client.on('closed', ({ error }) => {
     if (error) addLine('system', `disconnected for good: ${error.message}`, undefined, 'failed');

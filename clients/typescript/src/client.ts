@@ -131,7 +131,16 @@ export interface ClientEvents {
    * source of truth. Subscriptions are restored by the SDK; `uncertain`
    * publishes may or may not have been processed and were not re-sent.
    */
-  gap: { outcome: Outcome; uncertain: UncertainPublish[] };
+  gap: {
+    outcome: Outcome;
+    uncertain: UncertainPublish[];
+    /**
+     * Per channel, the offset of the last message delivered before the
+     * session was lost: fetch what follows from your own history. (Offsets
+     * restart if the gateway itself restarted, PROTOCOL.md §17.5.)
+     */
+    lastOffsets: Record<string, number>;
+  };
   /** An established connection was lost; the SDK reconnects unless closed. */
   disconnected: { reason: string; error?: FerryError };
   /** The server asked to reconnect (shutdown, upgrade). */
@@ -209,8 +218,11 @@ export class FerryClient extends Emitter<ClientEvents> {
   private readonly publishes = new Map<number, Waiter<PublishAck> & { channel: string }>();
   private readonly requestWaiters = new Map<bigint, Waiter<bigint>>();
   private readonly channels = new Map<string, ChannelEntry>();
+  /** The offset of the last message delivered, per channel, in this session. */
+  private lastOffsets: Record<string, number> = {};
   private firstConnect: Waiter<FerryClient> | null = null;
   private pumping = false;
+  private started = false;
 
   private constructor(
     private readonly url: string,
@@ -238,14 +250,30 @@ export class FerryClient extends Emitter<ClientEvents> {
   static connect(url: string, options: ConnectOptions = {}): Promise<FerryClient> {
     let client: FerryClient;
     try {
-      client = new FerryClient(url, options);
+      client = FerryClient.create(url, options);
     } catch (e) {
       return Promise.reject(e);
     }
+    return client.connect();
+  }
+
+  /**
+   * A client that has not connected yet, for listening to the first
+   * connection's events too: `create`, `on(...)`, then {@link connect}.
+   * Throws {@link InvalidArgumentError} when no WebSocket is available.
+   */
+  static create(url: string, options: ConnectOptions = {}): FerryClient {
+    return new FerryClient(url, options);
+  }
+
+  /** Starts the first connection; resolves at WELCOME. Once only. */
+  connect(): Promise<FerryClient> {
+    if (this.started) return Promise.reject(new InvalidArgumentError('connect() was called already'));
+    this.started = true;
     return new Promise<FerryClient>((resolve, reject) => {
-      client.firstConnect = { resolve, reject };
-      client.watchBrowser();
-      void client.open();
+      this.firstConnect = { resolve, reject };
+      this.watchBrowser();
+      void this.open();
     });
   }
 
@@ -605,6 +633,7 @@ export class FerryClient extends Emitter<ClientEvents> {
       }
       case 'message': {
         const m = new FerryMessage(out.channel, out.payload, Number(out.seq), Number(out.channelOffset));
+        this.lastOffsets[out.channel] = m.offset;
         const entry = this.channels.get(out.channel);
         if (entry) {
           for (const h of entry.handlers) {
@@ -631,7 +660,9 @@ export class FerryClient extends Emitter<ClientEvents> {
             w.reject(new UncertainPublishError(p.channel, p.payload));
           }
         }
-        this.emit('gap', { outcome: out.outcome, uncertain });
+        const lastOffsets = this.lastOffsets;
+        this.lastOffsets = {};
+        this.emit('gap', { outcome: out.outcome, uncertain, lastOffsets });
         return;
       }
       case 'request_done': {
@@ -827,4 +858,5 @@ function asFerryError(e: unknown, Kind: new (message: string) => FerryError): Fe
 /** Entry point: `const client = await Ferry.connect(url, { token })`. */
 export const Ferry = {
   connect: FerryClient.connect,
+  create: FerryClient.create,
 } as const;

@@ -121,6 +121,7 @@ test('a new session rejects sent publishes as uncertain and reports the gap', as
   const { client, ws } = await start();
   const gaps = [];
   client.on('gap', (g) => gaps.push(g));
+  ws.deliver(message(1, 'chat:7', 'seen'));
   const p = client.publish('chat:1', 'x');
   ws.take();
   ws.drop();
@@ -132,6 +133,7 @@ test('a new session rejects sent publishes as uncertain and reports the gap', as
   assert.equal(gaps.length, 1);
   assert.equal(gaps[0].outcome, 'new_session_expired');
   assert.equal(new TextDecoder().decode(gaps[0].uncertain[0].data), 'x');
+  assert.deepEqual(gaps[0].lastOffsets, { 'chat:7': 1 }, 'where each channel stood');
   client.close();
 });
 
@@ -226,5 +228,21 @@ test('an undecodable frame: the client tells the server (ERROR 101), drops the c
   const ws2 = await nextSocket(ws);
   ws2.accept();
   assert.ok(ws2.take()[0].resume, 'resumes');
+  client.close();
+});
+
+test('create, listen, then connect: the first connection\'s events are seen too', async () => {
+  FakeSocket.all = [];
+  const client = Ferry.create('ws://test/ws', { WebSocket: FakeSocket });
+  const seen = [];
+  for (const e of ['connecting', 'connected']) client.on(e, () => seen.push(e));
+  client.on('state', (s) => seen.push(`state:${s}`));
+  const connected = client.connect();
+  const ws = await nextSocket();
+  ws.accept();
+  ws.deliver(welcome('new'));
+  assert.equal(await connected, client);
+  assert.deepEqual(seen, ['connecting', 'state:connected', 'connected']);
+  await assert.rejects(client.connect(), /called already/);
   client.close();
 });
