@@ -422,11 +422,16 @@ export class FerryClient extends Emitter<ClientEvents> {
   }
 
   private onData(gen: number, data: unknown): void {
-    if (!(data instanceof ArrayBuffer)) {
-      this.connectionFailed(gen, new ProtocolError('the server sent a text message'), 103);
+    let bytes: Uint8Array;
+    if (data instanceof ArrayBuffer || Object.prototype.toString.call(data) === '[object ArrayBuffer]') {
+      bytes = new Uint8Array(data as ArrayBuffer);
+    } else if (ArrayBuffer.isView(data)) {
+      bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } else {
+      // Text messages are not part of the protocol (PROTOCOL.md §2.1).
+      this.connectionFailed(gen, new ProtocolError(`the server sent a ${typeof data === 'string' ? 'text' : 'non-binary'} message`), 110);
       return;
     }
-    const bytes = new Uint8Array(data);
     try {
       // A MESSAGE may exceed max_frame_size by its seq and offset (§13).
       const frame = decode(bytes, { maxFrameSize: this.session.frameLimit + 32 });
