@@ -61,7 +61,7 @@ async function colourShare(page, png, box, rgb, tol = 24) {
   );
 }
 
-test('demo page: live chat, connection state, gap banner; screenshot checked', { timeout: 90_000 }, async () => {
+test('demo page: live chat, connection state, gap banner; screenshot checked', { timeout: 150_000 }, async () => {
   const alice = await browser.newPage(demoUrl(proxy.url, 'alice'));
   const bob = await browser.newPage(demoUrl(gateways[0].wsUrl, 'bob'));
   for (const p of [alice, bob]) {
@@ -88,11 +88,11 @@ test('demo page: live chat, connection state, gap banner; screenshot checked', {
   gateways.push(fresh);
   proxy.retarget(fresh.wsPort);
   proxy.refuse(false);
-  await alice.waitForSelector('#gap-banner:not([hidden])', { timeout: 20_000 });
+  await alice.waitForSelector('#gap-banner:not([hidden])', { timeout: 45_000 });
   await alice.waitForFunction(() => document.getElementById('state').dataset.state === 'connected', null, { timeout: 10_000 });
   // The SDK subscribed again by itself in the new session.
   await alice.waitForFunction(() => window.demo.client.stats().pendingPublishes === 0);
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 100; i++) {
     await opsPost(fresh, '/v1/publish', { channel: 'chat:demo', payload: JSON.stringify({ name: 'ferry-bot', text: 'back after the restart' }) }, API_KEY);
     const n = await alice.evaluate(() => window.demo.received.length);
     if (n >= 3) break;
