@@ -14,3 +14,8 @@ echo "== browser tests (tests/browser: Chromium + playwright-core)"
 # to tests/browser/artifacts (or ARTIFACTS_DIR).
 cargo build -q -p gateway -p loadtest
 (cd tests/browser && npm test)
+
+echo "== TypeScript SDK (clients/typescript): tsc --strict, vectors, Node and headless Chromium end-to-end"
+# The end-to-end tests start target/debug/gateway (or FERRY_GATEWAY_BIN).
+cargo build -p gateway
+(cd clients/typescript && npm run build && npm test)
