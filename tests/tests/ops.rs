@@ -644,6 +644,7 @@ fn workers_may_move_between_cpus_unless_pinning_is_asked_for() {
         cpus.iter().all(|c| !c.contains(['-', ','])) && cpus[0] != cpus[1],
         "each pinned worker on a CPU of its own: {cpus:?}"
     );
+}
 
 // ---- /v1/stats and /dashboard ---------------------------------------------
 
