@@ -60,8 +60,9 @@ impl ChannelState {
 
 /// Bytes one channel entry costs beyond its name and history payloads:
 /// the map slot, the state, the per-worker interest counts and the
-/// allocation headers (measured, rounded up).
-const CHANNEL_OVERHEAD: usize = 160;
+/// allocation headers, per map slot: 1M channels measured ~470 B resident
+/// each over ~1.8M slots (BENCHMARKS.md §5).
+const CHANNEL_OVERHEAD: usize = 256;
 /// Bytes one history entry costs beyond its payload.
 const HISTORY_ENTRY_OVERHEAD: usize = 48;
 
