@@ -60,6 +60,16 @@ impl RawClient<tokio_rustls::client::TlsStream<TcpStream>> {
 }
 
 impl RawClient {
+    /// Resets the connection (TCP RST), like a phone whose network changed
+    /// under it.
+    pub fn reset(self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            // Zero linger: close sends RST at once and never blocks.
+            let _ = tcp.set_zero_linger();
+        }
+        drop(self);
+    }
+
     /// Connects, offering `subprotocol` (none if `None`).
     pub async fn connect(url: &str, subprotocol: Option<&str>) -> anyhow::Result<Self> {
         let mut request = url.into_client_request()?;
@@ -138,16 +148,6 @@ impl RawClient {
 impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
     /// Drops the connection without a close frame, like a dead network.
     pub fn kill(self) {
-        drop(self);
-    }
-
-    /// Resets the connection (TCP RST), like a phone whose network changed
-    /// under it.
-    pub fn reset(self) {
-        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
-            // Zero linger: close sends RST at once and never blocks.
-            let _ = tcp.set_zero_linger();
-        }
         drop(self);
     }
 
