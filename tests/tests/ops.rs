@@ -638,7 +638,16 @@ fn workers_may_move_between_cpus_unless_pinning_is_asked_for() {
             .env("FERRY_SERVER_PIN_WORKERS", "true"),
     )
     .expect("gw");
-    let cpus = worker_cpus(pinned.pid());
+    // Each worker pins itself as its thread starts, which may follow the
+    // ready line by a moment.
+    let pinned_alone =
+        |cpus: &[String]| cpus.len() == 2 && cpus.iter().all(|c| !c.contains(['-', ',']));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut cpus = worker_cpus(pinned.pid());
+    while !pinned_alone(&cpus) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        cpus = worker_cpus(pinned.pid());
+    }
     assert_eq!(cpus.len(), 2);
     assert!(
         cpus.iter().all(|c| !c.contains(['-', ','])) && cpus[0] != cpus[1],
